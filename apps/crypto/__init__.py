@@ -1,0 +1,1 @@
+"""Crypto bots: persistence, admin and the gRPC streaming service."""

@@ -1,0 +1,1 @@
+"""gRPC side of the crypto app: contract (generated/), service (services/), bot client (examples/)."""

@@ -1,0 +1,42 @@
+"""Django settings, produced by a django-cfg DjangoConfig from the environment."""
+
+from __future__ import annotations
+
+import warnings
+
+from django_cfg import DatabaseConfig, DjangoConfig
+
+from config.env import BASE_DIR, ENV
+from config.logging import build_logging
+
+# A development key is fine for the embedded defaults; production sets DJANGO_SECRET_KEY.
+_DEV_SECRET = "crypto-grpc-local-development-only-secret-key-0123456789"
+warnings.filterwarnings("ignore", message=".*insecure pattern.*")
+warnings.filterwarnings("ignore", message=".*DEBUG=True is not allowed.*")
+
+
+def database_config(url: str) -> DatabaseConfig:
+    """SQLite paths are taken literally; other URLs (postgresql://...) go to django-cfg's parser."""
+    if url.startswith("sqlite:///"):
+        return DatabaseConfig(engine="django.db.backends.sqlite3", name=url.removeprefix("sqlite://"))
+    return DatabaseConfig.from_url(url)
+
+
+class CryptoConfig(DjangoConfig):
+    """The project's typed settings; every operator knob comes from config.env.ENV."""
+
+    project_name: str = "crypto-grpc"
+    secret_key: str = ENV.secret_key or _DEV_SECRET
+    debug: bool = ENV.debug
+    security_domains: list[str] = ["localhost", "127.0.0.1"]
+    project_apps: list[str] = ["apps.crypto"]
+    root_urlconf: str | None = "config.urls"
+    databases: dict[str, DatabaseConfig] = {"default": database_config(ENV.database_url)}
+
+
+config = CryptoConfig()
+globals().update(config.get_all_settings())
+
+LOGGING = build_logging(ENV.log_format, ENV.log_level)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_ROOT = str(BASE_DIR / "staticfiles")
