@@ -1,0 +1,1 @@
+"""CryptoStreamingService: streams, handlers, commands and the cross-replica bus."""

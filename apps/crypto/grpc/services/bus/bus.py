@@ -1,0 +1,276 @@
+"""CommandBus: local streams, claims in Redis, routing to owners, and ack correlation.
+
+A command for a client held on this replica goes straight into its stream; otherwise it
+is published on the owner's channel and the owner confirms delivery over ours. A client
+that disconnected within the grace window gets its commands held in Redis and delivered
+when it reconnects anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ...generated import common_pb2
+from ...generated import crypto_streaming_pb2 as pb2
+from ..streaming.session import StreamSession
+from . import messages as m
+from .link import BusUnavailable, RedisLink
+from .outcomes import OWNERSHIP_LOST, TAKEOVER, Delivery, failure_ack
+
+logger = logging.getLogger(__name__)
+DISCONNECTED = "client disconnected before acknowledging"
+RETRY_PAUSE = 0.02
+
+
+@dataclass
+class Pending:
+    """A command this replica accepted and waits on."""
+
+    client_id: str
+    events: asyncio.Queue[m.Envelope] = field(default_factory=asyncio.Queue)
+    ack: asyncio.Future[common_pb2.CommandAck] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class CommandBus:
+    """The seam between streams and callers; the same code serves one or many replicas."""
+
+    def __init__(self, link: RedisLink, grace: float, confirm_timeout: float) -> None:
+        self.link, self.me = link, link.replica_id
+        self.grace, self.confirm_timeout = grace, confirm_timeout
+        self.sessions: dict[str, StreamSession] = {}
+        self._pending: dict[str, Pending] = {}
+        self._handlers = {m.COMMAND: self._on_command, m.DELIVERED: self._on_delivery,
+                          m.UNDELIVERABLE: self._on_delivery, m.ACK: self._on_ack_envelope,
+                          m.EVICT: self._on_evict}
+
+    # streams -----------------------------------------------------------------
+    async def attach(self, session: StreamSession) -> None:
+        """Claim the client for this replica; a stream it replaces here or elsewhere is ended."""
+        previous = self.sessions.get(session.client_id)
+        self.sessions[session.client_id] = session
+        if previous is not None:
+            previous.close(TAKEOVER)
+        claim = await self.link.claim(session.client_id)
+        session.epoch = claim.epoch
+        if claim.previous and claim.previous.replica_id != self.me:
+            evict = m.Envelope(m.EVICT, client_id=session.client_id, epoch=claim.epoch, sender=self.me)
+            await self.link.publish(claim.previous.replica_id, evict)
+        for raw in claim.held:
+            await self._deliver_here(session, m.decode(raw))
+
+    async def detach(self, session: StreamSession) -> None:
+        """Answer in-flight commands at once and release the claim (compare-and-delete)."""
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        for command_id, reply_to in session.inflight.items():
+            ack = failure_ack(command_id, DISCONNECTED)
+            await self._reply(reply_to, m.Envelope(m.ACK, command_id=command_id, body=ack.SerializeToString()))
+        session.inflight.clear()
+        lost = session.close_reason in (TAKEOVER, OWNERSHIP_LOST)
+        if session.epoch and not lost:
+            await self.link.release(session.client_id, session.epoch, grace=self.grace > 0)
+
+    # commands ----------------------------------------------------------------
+    async def send(self, client_id: str, command: pb2.DjangoCommand, timeout: float) -> Delivery:
+        """Deliver to the client's live stream; False means it never will be."""
+        with self._open(command.command_id, client_id) as pending:
+            return await self._deliver(client_id, command, pending, time.monotonic() + timeout, wait_ack=False)
+
+    async def execute(self, client_id: str, command: pb2.DjangoCommand, timeout: float) -> common_pb2.CommandAck:
+        """Deliver and wait for the client's CommandAck; every path ends with an ack."""
+        deadline = time.monotonic() + timeout
+        with self._open(command.command_id, client_id) as pending:
+            delivery = await self._deliver(client_id, command, pending, deadline, wait_ack=True)
+            if not delivery.delivered:
+                return failure_ack(command.command_id, delivery.error)
+            try:
+                return await asyncio.wait_for(pending.ack, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return failure_ack(command.command_id, f"timed out after {timeout:g}s waiting for CommandAck")
+
+    async def on_ack(self, session: StreamSession, ack: common_pb2.CommandAck) -> None:
+        """A client acknowledged: answer whoever waits, locally or on its replica."""
+        reply_to = session.inflight.pop(ack.command_id, "")
+        if reply_to == self.me:
+            self._resolve_ack(ack)
+            return
+        waiter = await self.link.record_ack(ack.command_id, ack.SerializeToString().hex())
+        if waiter is None:
+            logger.info("bus.duplicate_ack client_id=%s command_id=%s", session.client_id, ack.command_id)
+            return
+        target = reply_to or waiter
+        if target:
+            await self._reply(target, m.Envelope(m.ACK, command_id=ack.command_id, body=ack.SerializeToString()))
+
+    def _open(self, command_id: str, client_id: str) -> "_PendingScope":
+        return _PendingScope(self._pending, command_id, client_id)
+
+    async def _deliver(self, client_id: str, command: pb2.DjangoCommand, pending: Pending,
+                       deadline: float, wait_ack: bool) -> Delivery:
+        envelope = m.Envelope(m.COMMAND, client_id=client_id, command_id=command.command_id, reply_to=self.me,
+                              body=command.SerializeToString(), wait_ack=wait_ack)
+        while time.monotonic() < deadline:
+            session = self.sessions.get(client_id)
+            if session is not None and self._offer(session, command, self.me if wait_ack else ""):
+                return Delivery(True, routed_to=self.me)
+            ack_wait = (command.command_id, deadline - time.monotonic() + 1.0) if wait_ack else None
+            owner = await self.link.owner(client_id, ack_wait)
+            if owner is None:
+                return await self._hold(client_id, envelope, pending, deadline)
+            if owner.replica_id == self.me or not await self.link.publish(owner.replica_id, envelope):
+                logger.info("bus.stale_owner client_id=%s owner=%s", client_id, owner.token())
+                await self.link.clean_stale(client_id, owner)
+                continue
+            outcome = await self._confirmation(pending, deadline)
+            if outcome is not None and outcome.kind == m.DELIVERED:
+                return Delivery(True, routed_to=outcome.sender)
+            if outcome is None:
+                return Delivery(False, f"replica {owner.replica_id} did not confirm delivery in time")
+            await asyncio.sleep(RETRY_PAUSE)
+        return Delivery(False, f"client {client_id} not reached before the deadline")
+
+    async def _confirmation(self, pending: Pending, deadline: float) -> m.Envelope | None:
+        wait = min(self.confirm_timeout, max(0.0, deadline - time.monotonic()))
+        try:
+            return await asyncio.wait_for(pending.events.get(), wait)
+        except TimeoutError:
+            return None
+
+    async def _hold(self, client_id: str, envelope: m.Envelope, pending: Pending, deadline: float) -> Delivery:
+        """No owner: hold the command while the client is inside its grace window."""
+        raw = m.encode(envelope)
+        status = await self.link.hold(client_id, raw)
+        if status == "offline":
+            return Delivery(False, f"client {client_id} is not connected")
+        if status.startswith("owner:"):
+            return await self._deliver(client_id, _parse(envelope), pending, deadline, envelope.wait_ack)
+        logger.info("bus.command_held client_id=%s command_id=%s", client_id, envelope.command_id)
+        outcome = await self._confirmation_until(pending, min(deadline, time.monotonic() + self.grace))
+        if outcome is not None:
+            return Delivery(True, routed_to=outcome.sender)
+        if await self.link.withdraw(client_id, raw):
+            return Delivery(False, f"client {client_id} did not reconnect within {self.grace:g}s")
+        outcome = await self._confirmation_until(pending, time.monotonic() + self.confirm_timeout)
+        return Delivery(outcome is not None, "" if outcome else "delivery of a held command was not confirmed",
+                        outcome.sender if outcome else "")
+
+    async def _confirmation_until(self, pending: Pending, until: float) -> m.Envelope | None:
+        while (remaining := until - time.monotonic()) > 0:
+            try:
+                event = await asyncio.wait_for(pending.events.get(), remaining)
+            except TimeoutError:
+                return None
+            if event.kind == m.DELIVERED:
+                return event
+        return None
+
+    def _offer(self, session: StreamSession, command: pb2.DjangoCommand, reply_to: str) -> bool:
+        if not session.offer(command):
+            return False
+        if reply_to:
+            session.inflight[command.command_id] = reply_to
+        return True
+
+    # envelopes from other replicas ---------------------------------------------
+    async def handle(self, raw: bytes | str) -> None:
+        try:
+            envelope = m.decode(raw)
+            handler = self._handlers[envelope.kind]
+        except (ValueError, KeyError) as exc:
+            logger.warning("bus.bad_envelope error=%s", exc)
+            return
+        await handler(envelope)
+
+    async def _on_command(self, envelope: m.Envelope) -> None:
+        session = self.sessions.get(envelope.client_id)
+        if session is None or session.closed:
+            reply = m.Envelope(m.UNDELIVERABLE, command_id=envelope.command_id, sender=self.me)
+            await self._reply(envelope.reply_to, reply)
+            return
+        await self._deliver_here(session, envelope)
+
+    async def _deliver_here(self, session: StreamSession, envelope: m.Envelope) -> None:
+        command = pb2.DjangoCommand.FromString(envelope.body)
+        ok = self._offer(session, command, envelope.reply_to if envelope.wait_ack else "")
+        kind = m.DELIVERED if ok else m.UNDELIVERABLE
+        await self._reply(envelope.reply_to, m.Envelope(kind, command_id=envelope.command_id, sender=self.me))
+
+    async def _on_delivery(self, envelope: m.Envelope) -> None:
+        pending = self._pending.get(envelope.command_id)
+        if pending is not None:
+            pending.events.put_nowait(envelope)
+
+    async def _on_ack_envelope(self, envelope: m.Envelope) -> None:
+        self._resolve_ack(common_pb2.CommandAck.FromString(envelope.body))
+
+    async def _on_evict(self, envelope: m.Envelope) -> None:
+        session = self.sessions.get(envelope.client_id)
+        if session is not None and session.epoch < envelope.epoch:
+            logger.info("bus.evicted client_id=%s epoch=%d newer=%d", envelope.client_id, session.epoch,
+                        envelope.epoch)
+            session.close(TAKEOVER)
+
+    def _resolve_ack(self, ack: common_pb2.CommandAck) -> None:
+        pending = self._pending.get(ack.command_id)
+        if pending is None or pending.ack.done():
+            logger.info("bus.late_ack command_id=%s", ack.command_id)
+            return
+        pending.ack.set_result(ack)
+
+    async def _reply(self, replica_id: str, envelope: m.Envelope) -> None:
+        """Answer a replica; our own answers skip Redis."""
+        if not replica_id:
+            return
+        if replica_id == self.me:
+            await self.handle(m.encode(envelope))
+            return
+        try:
+            await self.link.publish(replica_id, envelope)
+        except BusUnavailable:
+            logger.warning("bus.reply_lost replica=%s command_id=%s", replica_id, envelope.command_id)
+
+    # ownership upkeep ----------------------------------------------------------
+    async def refresh_claims(self) -> None:
+        """Keep our claims alive; a taken claim ends its stream, a vanished one is re-claimed."""
+        sessions = [s for s in self.sessions.values() if s.epoch and not s.closed]
+        results = await self.link.refresh((s.client_id, s.epoch) for s in sessions)
+        for session, result in zip(sessions, results):
+            if result == 0:
+                session.close(OWNERSHIP_LOST)
+            elif isinstance(result, list):
+                session.epoch = int(result[0])
+                logger.info("bus.reclaimed client_id=%s epoch=%d", session.client_id, session.epoch)
+
+    def presences(self) -> dict[str, dict[str, str]]:
+        return {s.client_id: {"client_id": s.client_id, "replica": self.me, "connected_at": f"{s.connected_at:.3f}",
+                              "last_heartbeat": f"{s.last_heartbeat:.3f}"}
+                for s in self.sessions.values() if not s.closed}
+
+
+def _parse(envelope: m.Envelope) -> pb2.DjangoCommand:
+    return pb2.DjangoCommand.FromString(envelope.body)
+
+
+class DuplicateCommand(ValueError):
+    """Two callers used one command_id at once; acks could not be told apart."""
+
+
+class _PendingScope:
+    """Registers a Pending for the duration of one RPC; always removed afterwards."""
+
+    def __init__(self, table: dict[str, Pending], command_id: str, client_id: str) -> None:
+        self.table, self.command_id = table, command_id
+        self.pending = Pending(client_id)
+
+    def __enter__(self) -> Pending:
+        if self.command_id in self.table:
+            raise DuplicateCommand(f"command_id {self.command_id!r} is already in flight")
+        self.table[self.command_id] = self.pending
+        return self.pending
+
+    def __exit__(self, *exc: object) -> None:
+        self.table.pop(self.command_id, None)

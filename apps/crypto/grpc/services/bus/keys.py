@@ -1,0 +1,43 @@
+"""Redis key and channel names: one one-line builder each, all under a configurable prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "crypto"
+
+    def owner(self, client_id: str) -> str:  # "replica|epoch", TTL ownership_ttl
+        return f"{self.prefix}:owner:{client_id}"
+
+    def epoch(self, client_id: str) -> str:  # fencing counter, TTL EPOCH_TTL_MS
+        return f"{self.prefix}:epoch:{client_id}"
+
+    def held(self, client_id: str) -> str:  # commands held during the grace window, TTL grace
+        return f"{self.prefix}:held:{client_id}"
+
+    def recent(self, client_id: str) -> str:  # "was connected lately", TTL grace
+        return f"{self.prefix}:recent:{client_id}"
+
+    def presence(self, client_id: str) -> str:  # cluster view hash, TTL ownership_ttl
+        return f"{self.prefix}:presence:{client_id}"
+
+    def ack_wait(self, command_id: str) -> str:  # replica waiting for this ack, TTL its wait
+        return f"{self.prefix}:ackwait:{command_id}"
+
+    def ack_result(self, command_id: str) -> str:  # outcome kept to spot late or duplicate acks
+        return f"{self.prefix}:ackres:{command_id}"
+
+    def replica(self, replica_id: str) -> str:  # replica heartbeat, TTL 3 beats
+        return f"{self.prefix}:replica:{replica_id}"
+
+    def channel(self, replica_id: str) -> str:  # pub/sub channel a replica listens on
+        return f"{self.prefix}:chan:{replica_id}"
+
+    def presence_pattern(self) -> str:
+        return f"{self.prefix}:presence:*"
+
+    def replica_pattern(self) -> str:
+        return f"{self.prefix}:replica:*"

@@ -1,0 +1,132 @@
+"""The only Redis I/O of the bus: scripts, publish, presence. Errors surface as BusUnavailable."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from . import scripts
+from .keys import Keys
+from .messages import Envelope, Owner, encode
+
+EPOCH_TTL_MS = 7 * 24 * 3600 * 1000
+ACK_RESULT_TTL_MS = 10 * 60 * 1000
+
+
+class BusUnavailable(Exception):
+    """Redis cannot be reached; callers answer UNAVAILABLE and try again later."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    epoch: int
+    previous: Owner | None
+    held: list[bytes]
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisLink:
+    """Wraps a redis.asyncio client (real or the in-process stand-in) with the bus's operations."""
+
+    def __init__(self, redis: Redis, keys: Keys, replica_id: str, owner_ttl: float, grace: float) -> None:
+        self.redis, self.keys, self.replica_id = redis, keys, replica_id
+        self.owner_ttl_ms, self.grace_ms = _ms(owner_ttl), int(grace * 1000)
+        self._claim = redis.register_script(scripts.CLAIM)
+        self._refresh = redis.register_script(scripts.REFRESH)
+        self._release = redis.register_script(scripts.RELEASE)
+        self._hold = redis.register_script(scripts.HOLD)
+        self._withdraw = redis.register_script(scripts.WITHDRAW)
+        self._record_ack = redis.register_script(scripts.RECORD_ACK)
+        self._clean_stale = redis.register_script(scripts.CLEAN_STALE)
+
+    async def _run(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisError, OSError) as exc:
+            raise BusUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
+
+    async def claim(self, client_id: str) -> Claim:
+        k = self.keys
+        raw = await self._run(self._claim(
+            keys=[k.owner(client_id), k.epoch(client_id), k.held(client_id), k.recent(client_id)],
+            args=[self.replica_id, self.owner_ttl_ms, EPOCH_TTL_MS]))
+        return Claim(int(raw[0]), Owner.parse(raw[1]), list(raw[2:]))
+
+    async def refresh(self, claims: Iterable[tuple[str, int]]) -> list[Any]:
+        """One round trip for every local claim: 1 kept, 0 taken, [epoch] re-claimed after loss."""
+        pipe = self.redis.pipeline(transaction=False)
+        for client_id, epoch in claims:
+            self._refresh(keys=[self.keys.owner(client_id), self.keys.epoch(client_id)],
+                          args=[f"{self.replica_id}|{epoch}", self.owner_ttl_ms, self.replica_id, EPOCH_TTL_MS],
+                          client=pipe)
+        return await self._run(pipe.execute())
+
+    async def release(self, client_id: str, epoch: int, grace: bool) -> bool:
+        k = self.keys
+        keys = [k.owner(client_id), k.recent(client_id), k.presence(client_id)]
+        args = [f"{self.replica_id}|{epoch}", self.grace_ms if grace else 0]
+        return bool(await self._run(self._release(keys=keys, args=args)))
+
+    async def owner(self, client_id: str, ack_wait: tuple[str, float] | None = None) -> Owner | None:
+        """Current owner; with ack_wait also records command_id -> this replica in the same round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.owner(client_id))
+        if ack_wait:
+            pipe.set(self.keys.ack_wait(ack_wait[0]), self.replica_id, px=_ms(ack_wait[1]))
+        results = await self._run(pipe.execute())
+        return Owner.parse(results[0])
+
+    async def publish(self, replica_id: str, envelope: Envelope) -> int:
+        return int(await self._run(self.redis.publish(self.keys.channel(replica_id), encode(envelope))))
+
+    async def clean_stale(self, client_id: str, owner: Owner) -> bool:
+        k = self.keys
+        keys = [k.owner(client_id), k.recent(client_id), k.presence(client_id)]
+        return bool(await self._run(self._clean_stale(keys=keys, args=[owner.token(), self.grace_ms])))
+
+    async def hold(self, client_id: str, raw_envelope: str) -> str:
+        k = self.keys
+        keys = [k.owner(client_id), k.held(client_id), k.recent(client_id)]
+        result = await self._run(self._hold(keys=keys, args=[raw_envelope, max(self.grace_ms, 1)]))
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def withdraw(self, client_id: str, raw_envelope: str) -> bool:
+        return bool(await self._run(self._withdraw(keys=[self.keys.held(client_id)], args=[raw_envelope])))
+
+    async def record_ack(self, command_id: str, raw_ack: str) -> str | None:
+        """The replica waiting for this ack ("" if none), or None when it is a duplicate."""
+        keys = [self.keys.ack_result(command_id), self.keys.ack_wait(command_id)]
+        result = await self._run(self._record_ack(keys=keys, args=[raw_ack, ACK_RESULT_TTL_MS]))
+        if result is None:
+            return None
+        return result.decode() if isinstance(result, bytes) else str(result)
+
+    async def beat(self, presences: dict[str, dict[str, Any]], ttl: float, replica_ttl: float) -> None:
+        """Replica heartbeat plus the cluster view of its clients, each key with a TTL."""
+        pipe = self.redis.pipeline(transaction=False)
+        info = json.dumps({"replica": self.replica_id, "clients": len(presences), "at": time.time()})
+        pipe.set(self.keys.replica(self.replica_id), info, px=_ms(replica_ttl))
+        for client_id, fields in presences.items():
+            pipe.hset(self.keys.presence(client_id), mapping=fields)
+            pipe.pexpire(self.keys.presence(client_id), _ms(ttl))
+        await self._run(pipe.execute())
+
+    async def cluster_view(self) -> list[dict[str, str]]:
+        """Every connected client cluster-wide, from the presence hashes."""
+        rows = []
+        async for key in self.redis.scan_iter(match=self.keys.presence_pattern(), count=500):
+            fields = await self._run(self.redis.hgetall(key))
+            rows.append({k.decode(): v.decode() for k, v in fields.items()})
+        return rows
+
+    async def ping(self) -> bool:
+        return bool(await self._run(self.redis.ping()))

@@ -1,0 +1,64 @@
+"""Envelopes exchanged between replicas over pub/sub (pure encode/decode, no I/O).
+
+JSON with the protobuf bytes base64-encoded keeps them readable in `redis-cli monitor`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+COMMAND = "cmd"  # deliver a command to a locally held stream
+DELIVERED = "dlv"  # the command reached the stream
+UNDELIVERABLE = "nodlv"  # the stream is not here (any more)
+ACK = "ack"  # the client's CommandAck, or a failure ack from the owner
+EVICT = "evict"  # a newer claim exists: end the stream if its epoch is older
+
+
+@dataclass(frozen=True)
+class Envelope:
+    kind: str
+    client_id: str = ""
+    command_id: str = ""
+    reply_to: str = ""  # replica waiting for the outcome
+    body: bytes = b""  # serialized DjangoCommand or CommandAck
+    wait_ack: bool = False
+    epoch: int = 0
+    sender: str = ""
+    reason: str = ""
+
+
+def encode(envelope: Envelope) -> str:
+    data: dict[str, Any] = {k: v for k, v in asdict(envelope).items() if v}
+    if envelope.body:
+        data["body"] = base64.b64encode(envelope.body).decode("ascii")
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode(raw: str | bytes) -> Envelope:
+    """Raises ValueError on anything that is not an envelope this version understands."""
+    try:
+        data = json.loads(raw)
+        data["body"] = base64.b64decode(data.get("body", ""))
+        return Envelope(**data)
+    except (TypeError, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"bad bus envelope: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Owner:
+    replica_id: str
+    epoch: int
+
+    @classmethod
+    def parse(cls, raw: str | bytes | None) -> "Owner | None":
+        if not raw:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        replica, _, epoch = text.rpartition("|")
+        return cls(replica, int(epoch)) if replica and epoch.isdigit() else None
+
+    def token(self) -> str:
+        return f"{self.replica_id}|{self.epoch}"

@@ -1,0 +1,28 @@
+"""What a command attempt ends as (pure data + failure-ack builder)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...generated import common_pb2
+from ..streaming.session import CloseReason
+
+import grpc
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivered: bool
+    error: str = ""
+    routed_to: str = ""
+
+
+def failure_ack(command_id: str, error: str, message: str = "") -> common_pb2.CommandAck:
+    """The CommandAck a caller gets when the client never acknowledged."""
+    ack = common_pb2.CommandAck(command_id=command_id, success=False, error=error, message=message)
+    ack.timestamp.GetCurrentTime()
+    return ack
+
+
+TAKEOVER = CloseReason(grpc.StatusCode.ABORTED, "replaced by a newer stream for the same client_id", "takeover")
+OWNERSHIP_LOST = CloseReason(grpc.StatusCode.ABORTED, "another replica now owns this client", "takeover")

@@ -1,0 +1,96 @@
+"""Owns the bus's background work: the channel listener and the claim/heartbeat upkeep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .bus import CommandBus
+from .link import BusUnavailable
+
+logger = logging.getLogger(__name__)
+MAX_BACKOFF = 2.0
+
+
+class BusRunner:
+    """Listener and upkeep tasks; reports Redis reachability through on_health."""
+
+    def __init__(self, bus: CommandBus, redis: Redis, upkeep_interval: float, presence_ttl: float,
+                 on_health: Callable[[bool], None]) -> None:
+        self.bus, self.redis = bus, redis
+        self.upkeep_interval, self.presence_ttl = upkeep_interval, presence_ttl
+        self.on_health = on_health
+        self.healthy = False
+        self._subscribed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Subscribe before serving, so no command routed to us is missed."""
+        self._tasks = [asyncio.create_task(self._listen(), name="bus-listener"),
+                       asyncio.create_task(self._upkeep(), name="bus-upkeep")]
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), 10)
+        except TimeoutError:
+            logger.warning("bus.start_unhealthy reason=redis_unreachable")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _set_health(self, healthy: bool) -> None:
+        if healthy != self.healthy:
+            self.healthy = healthy
+            logger.info("bus.health healthy=%s", healthy)
+            self.on_health(healthy)
+
+    async def _listen(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                await self._listen_once()
+            except (RedisError, OSError, BusUnavailable) as exc:
+                self._subscribed.clear()
+                self._set_health(False)
+                logger.warning("bus.listener_error error=%s retry_in=%.2f", type(exc).__name__, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _listen_once(self) -> None:
+        channel = self.bus.link.keys.channel(self.bus.me)
+        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(channel)
+            await self._recover()
+            self._subscribed.set()
+            async for message in pubsub.listen():
+                if message and message.get("type") == "message":
+                    await self._handle(message["data"])
+
+    async def _handle(self, data: bytes) -> None:
+        try:
+            await self.bus.handle(data)
+        except BusUnavailable as exc:
+            logger.warning("bus.handle_failed error=%s", exc)
+
+    async def _recover(self) -> None:
+        """After (re)subscribing: re-claim live streams, then report healthy."""
+        await self.bus.refresh_claims()
+        await self.bus.link.beat(self.bus.presences(), self.presence_ttl, self.presence_ttl)
+        self._set_health(True)
+
+    async def _upkeep(self) -> None:
+        while True:
+            await asyncio.sleep(self.upkeep_interval)
+            try:
+                await self.bus.refresh_claims()
+                await self.bus.link.beat(self.bus.presences(), self.presence_ttl, self.presence_ttl)
+                if self._subscribed.is_set():
+                    self._set_health(True)
+            except BusUnavailable as exc:
+                self._set_health(False)
+                logger.warning("bus.upkeep_failed error=%s", exc)

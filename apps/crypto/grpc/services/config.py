@@ -1,0 +1,105 @@
+"""One typed, validated object for every streaming knob, overridable from settings or CRYPTO_* env vars."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from config.env import ENV, Environment, parse_bool
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CryptoStreamingConfig:
+    """Defaults follow the architecture guide; times are seconds."""
+
+    service_name: str = "crypto"
+    heartbeat_interval: float = 30.0
+    heartbeat_timeout: float = 90.0
+    enable_ping: bool = True
+    ping_interval: float = 60.0
+    client_disconnect_grace: float = 5.0
+    centrifugo_auto_publish_messages: bool = True
+    centrifugo_channel_pattern: str = "crypto:{client_id}:updates"
+    centrifugo_publish_all_channel: str = "crypto:all"
+    ack_timeout: float = 15.0
+    send_timeout: float = 5.0  # how long SendCommandToClient waits for delivery confirmation
+    outbound_queue_size: int = 256  # commands buffered per stream before it counts as a slow reader
+    max_message_bytes: int = 4 * MIB
+    max_text_chars: int = 10_000
+    shutdown_grace: float = 20.0  # SIGTERM to exit, at most
+    drain_window: float = 3.0  # streams are ended spread over this window on drain
+    ownership_ttl: float = 15.0
+    ownership_refresh: float = 5.0
+    redis_key_prefix: str = "crypto"
+    redis_socket_timeout: float = 5.0
+    replica_heartbeat: float = 5.0
+    keepalive_time_ms: int = 20_000
+    keepalive_timeout_ms: int = 10_000
+    max_connection_age_ms: int = 0  # 0: connections live as long as the client wants
+    max_connection_age_grace_ms: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_interval", "heartbeat_timeout", "ping_interval", "ack_timeout", "send_timeout",
+                     "ownership_ttl", "ownership_refresh", "replica_heartbeat", "redis_socket_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("client_disconnect_grace", "shutdown_grace", "drain_window"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must exceed heartbeat_interval")
+        if self.ownership_ttl < 2 * self.ownership_refresh:
+            raise ValueError("ownership_ttl must be at least twice ownership_refresh")
+        if self.outbound_queue_size < 1 or self.max_message_bytes < 1024:
+            raise ValueError("outbound_queue_size must be >= 1 and max_message_bytes >= 1024")
+        if "{client_id}" not in self.centrifugo_channel_pattern:
+            raise ValueError("centrifugo_channel_pattern must contain {client_id}")
+        if self.drain_window >= self.shutdown_grace > 0:
+            raise ValueError("drain_window must be shorter than shutdown_grace")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> "CryptoStreamingConfig":
+        """CRYPTO_<FIELD> for every field, plus the GRPC_* server options the Helm chart sets."""
+        values: dict[str, Any] = dict(overrides or {})
+        aliases = {f.name: f"CRYPTO_{f.name.upper()}" for f in fields(cls)}
+        aliases.update(GRPC_ALIASES)
+        for f in fields(cls):
+            raw = env.get(aliases[f.name])
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(aliases[f.name], f.type, raw)
+        return cls(**values)
+
+
+GRPC_ALIASES = {
+    "shutdown_grace": "GRPC_SHUTDOWN_GRACE",
+    "keepalive_time_ms": "GRPC_KEEPALIVE_TIME_MS",
+    "keepalive_timeout_ms": "GRPC_KEEPALIVE_TIMEOUT_MS",
+    "max_connection_age_ms": "GRPC_MAX_CONNECTION_AGE_MS",
+    "max_connection_age_grace_ms": "GRPC_MAX_CONNECTION_AGE_GRACE_MS",
+    "max_message_bytes": "GRPC_MAX_MESSAGE_BYTES",
+}
+_COERCE = {"float": float, "int": int, "str": str}
+
+
+def _coerce(name: str, type_name: Any, raw: str) -> Any:
+    if type_name == "bool":
+        return parse_bool(name, raw)
+    try:
+        return _COERCE[str(type_name)](raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a {type_name}, got {raw!r}") from None
+
+
+def load_config(**overrides: Any) -> CryptoStreamingConfig:
+    """The config for this process: settings.CRYPTO_STREAMING (a dict) under env vars under overrides."""
+    from django.conf import settings
+
+    base = CryptoStreamingConfig.from_env(os.environ, getattr(settings, "CRYPTO_STREAMING", {}))
+    return replace(base, **overrides)
+
+
+__all__ = ["CryptoStreamingConfig", "load_config", "ENV", "Environment"]

@@ -1,0 +1,155 @@
+"""Everything one replica runs besides the gRPC server itself, with a two-step shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from grpc_health.v1 import health, health_pb2
+
+from apps.crypto.publishing import Publisher, PublisherConfig, build_publisher
+from config.env import ENV, Environment
+
+from ..generated import common_pb2
+from .auth import Authenticator
+from .bus.bus import CommandBus
+from .bus.connect import build_redis
+from .bus.keys import Keys
+from .bus.link import BusUnavailable, RedisLink
+from .bus.runner import BusRunner
+from .config import CryptoStreamingConfig
+from .records import CommandJournal
+from .streaming.session import StreamSession
+from .streaming.stream import DRAINING
+from .streaming.supervisor import StreamSupervisor
+
+logger = logging.getLogger(__name__)
+SERVICE_NAME = "crypto.CryptoStreamingService"
+READINESS, LIVENESS = "readiness", "liveness"
+READY_SERVICES = ("", READINESS, SERVICE_NAME)
+_CURRENT: list["Runtime"] = []
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Persistence hooks for a stream opening and closing."""
+
+    connected: Callable[[str, str], Awaitable[None]]
+    disconnected: Callable[[str, str], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """A replica's long-lived parts; created inside the running loop."""
+
+    config: CryptoStreamingConfig
+    env: Environment
+    bus: CommandBus
+    runner: BusRunner
+    publisher: Publisher
+    authenticator: Authenticator
+    journal: CommandJournal
+    supervisor: StreamSupervisor
+    health: health.aio.HealthServicer
+    dispatch: Callable[[Any, Any], Awaitable[Any]]
+    lifecycle: Lifecycle
+    draining: bool = False
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def replica_id(self) -> str:
+        return self.bus.me
+
+    async def acks(self, session: StreamSession, ack: common_pb2.CommandAck) -> None:
+        try:
+            await self.bus.on_ack(session, ack)
+        except BusUnavailable as exc:
+            logger.warning("ack.forward_failed command_id=%s error=%s", ack.command_id, exc)
+
+    async def start(self) -> None:
+        await self._set_health(LIVENESS, True)
+        await self.publisher.start()
+        self.journal.start()
+        self.supervisor.start()
+        await self.runner.start()
+
+    def on_bus_health(self, healthy: bool) -> None:
+        asyncio.get_running_loop().create_task(self._set_ready(healthy and not self.draining))
+
+    async def _set_ready(self, serving: bool) -> None:
+        for name in READY_SERVICES:
+            await self._set_health(name, serving)
+
+    async def _set_health(self, name: str, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set(name, status)
+
+    async def drain(self) -> None:
+        """Stop taking streams, end ours spread over a jittered window, wait for them to detach."""
+        self.draining = True
+        await self._set_ready(False)
+        sessions = list(self.bus.sessions.values())
+        logger.info("drain.start replica=%s streams=%d window=%.1f", self.replica_id, len(sessions),
+                    self.config.drain_window)
+        await asyncio.gather(*(self._end_later(s) for s in sessions))
+        await self._wait_detached(self.config.drain_window + 2.0)
+
+    async def _end_later(self, session: StreamSession) -> None:
+        await asyncio.sleep(random.uniform(0, self.config.drain_window))
+        session.close(DRAINING)
+
+    async def _wait_detached(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        while self.bus.sessions and loop.time() < until:
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.supervisor.close()
+        await self.runner.close()
+        await self.journal.close()
+        await self.publisher.close()
+        await self.bus.link.redis.aclose()
+        if self in _CURRENT:
+            _CURRENT.remove(self)
+
+
+def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts: Any) -> Runtime:
+    """Wire a replica from config; `parts` replaces a piece (tests pass a different authenticator)."""
+    from .handlers import lifecycle
+    from .handlers.dispatch import dispatch
+
+    redis = build_redis(env.redis_url, config.redis_socket_timeout)
+    link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
+                     config.client_disconnect_grace)
+    bus = CommandBus(link, config.client_disconnect_grace, config.send_timeout)
+    publisher_config = PublisherConfig.from_env({"CENTRIFUGO_API_URL": env.centrifugo_api_url,
+                                                 "CENTRIFUGO_API_KEY": env.centrifugo_api_key})
+    runtime = Runtime(
+        config=config, env=env, bus=bus,
+        runner=BusRunner(bus, redis, config.ownership_refresh, config.ownership_ttl, lambda ok: None),
+        publisher=parts.pop("publisher", None) or build_publisher(publisher_config, env.replica_id),
+        authenticator=parts.pop("authenticator", None) or Authenticator(env.auth_enabled, env.operator_tokens),
+        journal=CommandJournal(),
+        supervisor=StreamSupervisor(config, lambda: bus.sessions),
+        health=health.aio.HealthServicer(),
+        dispatch=dispatch,
+        lifecycle=Lifecycle(lifecycle.client_connected, lifecycle.client_disconnected),
+    )
+    runtime.runner.on_health = runtime.on_bus_health
+    _CURRENT.append(runtime)
+    return runtime
+
+
+def current_runtime() -> Runtime:
+    """The runtime rungrpc built for this process (grpc_handlers needs it)."""
+    if not _CURRENT:
+        raise RuntimeError("no crypto runtime: build_runtime() must run before grpc_handlers()")
+    return _CURRENT[-1]

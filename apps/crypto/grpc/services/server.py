@@ -1,0 +1,89 @@
+"""CryptoStreamingService: the three RPCs of the contract, thin over the runtime."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from ..generated import common_pb2
+from ..generated import crypto_streaming_pb2 as pb2
+from ..generated import crypto_streaming_pb2_grpc as pb2_grpc
+from .errors import InvalidRequest, NotServing, rpc_boundary
+from .runtime import Runtime, current_runtime
+from .streaming.stream import ConnectFlow, metadata_of
+
+logger = logging.getLogger(__name__)
+DEADLINE_MARGIN = 0.05  # answer a moment before the caller's deadline, so it sees our ack
+
+
+class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
+    """Streams from bots in, commands from operators out, through any replica."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._connect = ConnectFlow(runtime)
+
+    async def ConnectClient(self, request_iterator: AsyncIterator[pb2.ClientMessage],
+                            context: grpc.aio.ServicerContext) -> None:
+        await self._connect.run(request_iterator, context)
+
+    @rpc_boundary
+    async def SendCommandToClient(self, request: pb2.SendCommandRequest,
+                                  context: grpc.aio.ServicerContext) -> pb2.SendCommandResponse:
+        operator, command = self._accept(request, context, wait=False)
+        delivery = await self.rt.bus.send(request.client_id, command, self._timeout(context, self.rt.config.send_timeout))
+        self.rt.journal.delivery(command.command_id, delivery.delivered, delivery.routed_to, delivery.error)
+        logger.info("command.sent client_id=%s command_id=%s operator=%s delivered=%s", request.client_id,
+                    command.command_id, operator, delivery.delivered)
+        return pb2.SendCommandResponse(success=delivery.delivered, error=delivery.error)
+
+    @rpc_boundary
+    async def ExecuteCommandSync(self, request: pb2.SendCommandRequest,
+                                 context: grpc.aio.ServicerContext) -> common_pb2.CommandAck:
+        operator, command = self._accept(request, context, wait=True)
+        timeout = self._timeout(context, self.rt.config.ack_timeout)
+        ack = await self.rt.bus.execute(request.client_id, command, timeout)
+        self.rt.journal.outcome(ack, timed_out=ack.error.startswith("timed out"))
+        self.rt.publisher.publish_ack(request.client_id, ack)
+        logger.info("command.executed client_id=%s command_id=%s operator=%s success=%s", request.client_id,
+                    command.command_id, operator, ack.success)
+        return ack
+
+    def _accept(self, request: pb2.SendCommandRequest, context: grpc.aio.ServicerContext,
+                wait: bool) -> tuple[str, pb2.DjangoCommand]:
+        operator = self.rt.authenticator.authenticate_operator(metadata_of(context))
+        if not self.rt.runner.healthy:
+            raise NotServing("command bus unavailable: redis unreachable")
+        command = prepare_command(request)
+        self.rt.journal.accepted(request.client_id, command, operator, self.rt.replica_id, wait)
+        return operator, command
+
+    @staticmethod
+    def _timeout(context: grpc.aio.ServicerContext, default: float) -> float:
+        remaining = context.time_remaining()
+        return default if remaining is None else max(0.0, min(default, remaining - DEADLINE_MARGIN))
+
+
+def prepare_command(request: pb2.SendCommandRequest) -> pb2.DjangoCommand:
+    """Validate a command request; fill a missing command_id and timestamp."""
+    if not request.client_id:
+        raise InvalidRequest("client_id is required")
+    if not request.HasField("command") or request.command.WhichOneof("command") is None:
+        raise InvalidRequest("command must set one of: ping, pause, resume, sync_wallets, request_status")
+    command = pb2.DjangoCommand()
+    command.CopyFrom(request.command)
+    if not command.command_id:
+        command.command_id = uuid.uuid4().hex
+    if len(command.command_id) > 128:
+        raise InvalidRequest("command_id longer than 128 characters")
+    if not command.HasField("timestamp"):
+        command.timestamp.GetCurrentTime()
+    return command
+
+
+def build_servicer(server: Any = None) -> CryptoStreamingService:
+    return CryptoStreamingService(current_runtime())

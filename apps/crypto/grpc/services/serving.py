@@ -1,0 +1,99 @@
+"""Serve the discovered gRPC handlers with health, optional reflection, and a graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from django.apps import apps
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .config import CryptoStreamingConfig
+from .runtime import SERVICE_NAME, Runtime, build_runtime
+
+logger = logging.getLogger(__name__)
+HANDLER_MODULES = ("{app}.grpc.services.handlers", "{app}.grpc_handlers")
+
+
+@dataclass
+class Replica:
+    """A running gRPC server with its runtime; stop() drains first."""
+
+    server: grpc.aio.Server
+    runtime: Runtime
+    port: int
+
+    async def stop(self) -> None:
+        grace = self.runtime.config.shutdown_grace
+        loop = asyncio.get_running_loop()
+        until = loop.time() + grace
+        await self.runtime.drain()
+        await self.server.stop(max(0.5, until - loop.time() - 1.0))
+        await self.runtime.close()
+        logger.info("replica.stopped replica=%s", self.runtime.replica_id)
+
+
+def server_options(config: CryptoStreamingConfig) -> list[tuple[str, int]]:
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", config.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", config.keepalive_timeout_ms),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+    if config.max_connection_age_ms:
+        options += [("grpc.max_connection_age_ms", config.max_connection_age_ms),
+                    ("grpc.max_connection_age_grace_ms", config.max_connection_age_grace_ms)]
+    return options
+
+
+def discover_handlers() -> Iterator[Any]:
+    """grpc_handlers() of every installed app that has one (the guide's discovery hook)."""
+    for app in apps.get_app_configs():
+        for template in HANDLER_MODULES:
+            try:
+                module = importlib.import_module(template.format(app=app.name))
+            except ModuleNotFoundError:
+                continue
+            if hasattr(module, "grpc_handlers"):
+                yield module.grpc_handlers
+
+
+async def start_replica(host: str, port: int, config: CryptoStreamingConfig, reflect: bool = False,
+                        **parts: Any) -> Replica:
+    runtime = build_runtime(config, **parts)
+    server = grpc.aio.server(options=server_options(config))
+    for register in discover_handlers():
+        register(server)
+    health_pb2_grpc.add_HealthServicer_to_server(runtime.health, server)
+    if reflect:
+        names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise RuntimeError(f"cannot bind {host}:{port}")
+    await runtime.start()
+    await server.start()
+    logger.info("replica.started replica=%s address=%s:%d auth=%s", runtime.replica_id, host, bound,
+                "on" if runtime.env.auth_enabled else "off")
+    return Replica(server, runtime, bound)
+
+
+async def serve_until_signal(replica: Replica) -> None:
+    """Run until SIGTERM/SIGINT, then drain within the configured grace."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("replica.signal replica=%s draining grace=%.1f", replica.runtime.replica_id,
+                replica.runtime.config.shutdown_grace)
+    await replica.stop()

@@ -1,0 +1,1 @@
+"""Per-stream state and the ConnectClient flow."""

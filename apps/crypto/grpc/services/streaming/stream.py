@@ -1,0 +1,138 @@
+"""The ConnectClient flow: identify and authenticate, claim, then read and write until closed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import grpc
+
+from ...generated import crypto_streaming_pb2 as pb2
+from ..handlers.base import MessageContext
+from .session import NORMAL, CloseReason, StreamSession
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+logger = logging.getLogger(__name__)
+CLIENT_GONE = CloseReason(grpc.StatusCode.CANCELLED, "client went away", "normal")
+DRAINING = CloseReason(grpc.StatusCode.UNAVAILABLE, "replica is draining; reconnect to another replica", "drain")
+
+
+class StreamAborted(Exception):
+    """The stream must end with this status before it ever became a session."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class ConnectFlow:
+    """Runs one ConnectClient stream on behalf of the servicer."""
+
+    def __init__(self, runtime: "Runtime") -> None:
+        self.rt = runtime
+
+    async def run(self, requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> None:
+        try:
+            first = await self._first_message(requests)
+            await self.rt.authenticator.authenticate_client(metadata_of(context), first.client_id)
+            if self.rt.draining:
+                raise StreamAborted(DRAINING.code, DRAINING.details)
+            session = StreamSession(first.client_id, self.rt.config.outbound_queue_size)
+            await self.rt.bus.attach(session)
+        except StreamAborted as exc:
+            await context.abort(exc.code, exc.details)
+            return
+        reason = await self._serve(session, first, requests, context)
+        if reason.code != grpc.StatusCode.OK and reason is not CLIENT_GONE:
+            await context.abort(reason.code, reason.details)
+
+    async def _first_message(self, requests: AsyncIterator[pb2.ClientMessage]) -> pb2.ClientMessage:
+        """The first message names the client; a silent or anonymous stream does not hang."""
+        timeout = self.rt.config.heartbeat_timeout
+        try:
+            first = await asyncio.wait_for(anext(requests), timeout)
+        except StopAsyncIteration:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "stream closed before any message") from None
+        except TimeoutError:
+            raise StreamAborted(grpc.StatusCode.DEADLINE_EXCEEDED, f"no first message within {timeout:g}s") from None
+        if not first.client_id:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "first message must carry a client_id")
+        if len(first.client_id) > 128:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "client_id longer than 128 characters")
+        return first
+
+    async def _serve(self, session: StreamSession, first: pb2.ClientMessage,
+                     requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> CloseReason:
+        logger.info("stream.opened client_id=%s replica=%s epoch=%d", session.client_id, self.rt.replica_id,
+                    session.epoch)
+        await self.rt.lifecycle.connected(session.client_id, self.rt.replica_id)
+        tasks = [asyncio.create_task(self._read(session, first, requests)),
+                 asyncio.create_task(self._write(session, context))]
+        try:
+            return await session.wait_closed()
+        finally:
+            session.close(CLIENT_GONE)
+            for task in tasks:
+                task.cancel()
+            await asyncio.shield(self._finish(session, tasks))
+
+    async def _finish(self, session: StreamSession, tasks: list[asyncio.Task[None]]) -> None:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        reason = session.close_reason or NORMAL
+        try:
+            await self.rt.bus.detach(session)
+        except Exception as exc:  # Redis down: the claim expires by its TTL
+            logger.warning("stream.release_failed client_id=%s error=%s", session.client_id, type(exc).__name__)
+        await self.rt.lifecycle.disconnected(session.client_id, reason.label)
+        logger.info("stream.closed client_id=%s reason=%s", session.client_id, reason.label)
+
+    async def _read(self, session: StreamSession, first: pb2.ClientMessage,
+                    requests: AsyncIterator[pb2.ClientMessage]) -> None:
+        try:
+            await self._process(session, first)
+            async for message in requests:
+                if message.client_id != session.client_id:
+                    session.close(_changed_id(session.client_id, message.client_id))
+                    return
+                await self._process(session, message)
+            session.close(NORMAL)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.info("stream.read_ended client_id=%s error=%s", session.client_id, type(exc).__name__)
+            session.close(CLIENT_GONE)
+
+    async def _process(self, session: StreamSession, message: pb2.ClientMessage) -> None:
+        kind = message.WhichOneof("payload")
+        session.touch(heartbeat=kind == "heartbeat")
+        if kind == "command_ack":
+            await self.rt.acks(session, message.command_ack)
+        ctx = MessageContext(session.client_id, message.message_id, self.rt.replica_id, datetime.now(UTC),
+                             self.rt.config.max_text_chars)
+        await self.rt.dispatch(ctx, message)
+        self.rt.publisher.publish_client_message(session.client_id, message)
+
+    async def _write(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
+        try:
+            while (command := await session.next_command()) is not None:
+                await context.write(command)
+                self.rt.publisher.publish_command(session.client_id, command)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.info("stream.write_failed client_id=%s error=%s", session.client_id, type(exc).__name__)
+            session.close(CLIENT_GONE)
+
+
+def _changed_id(expected: str, got: str) -> CloseReason:
+    return CloseReason(grpc.StatusCode.INVALID_ARGUMENT,
+                       f"client_id changed mid-stream: expected {expected!r}, got {got!r}", "invalid")
+
+
+def metadata_of(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}

@@ -1,0 +1,28 @@
+"""`manage.py rungrpc`: serve CryptoStreamingService (and any app's grpc_handlers) until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from apps.crypto.grpc.services.config import load_config
+from apps.crypto.grpc.services.serving import serve_until_signal, start_replica
+from config.env import ENV
+
+
+class Command(BaseCommand):
+    help = "Run the gRPC streaming server (health, optional reflection, graceful drain on SIGTERM)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=ENV.grpc_host)
+        parser.add_argument("--port", type=int, default=ENV.grpc_port)
+        parser.add_argument("--reflection", action="store_true", help="enable gRPC server reflection")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        asyncio.run(self._serve(options["host"], options["port"], options["reflection"]))
+
+    async def _serve(self, host: str, port: int, reflect: bool) -> None:
+        replica = await start_replica(host, port, load_config(), reflect)
+        await serve_until_signal(replica)
