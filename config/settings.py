@@ -15,10 +15,16 @@ warnings.filterwarnings("ignore", message=".*insecure pattern.*")
 warnings.filterwarnings("ignore", message=".*DEBUG=True is not allowed.*")
 
 
+# Several replica processes may share one SQLite file in development and tests.
+SQLITE_OPTIONS = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                  "transaction_mode": "IMMEDIATE"}
+
+
 def database_config(url: str) -> DatabaseConfig:
     """SQLite paths are taken literally; other URLs (postgresql://...) go to django-cfg's parser."""
     if url.startswith("sqlite:///"):
-        return DatabaseConfig(engine="django.db.backends.sqlite3", name=url.removeprefix("sqlite://"))
+        return DatabaseConfig(engine="django.db.backends.sqlite3", name=url.removeprefix("sqlite:///"),
+                              options=SQLITE_OPTIONS)
     return DatabaseConfig.from_url(url)
 
 

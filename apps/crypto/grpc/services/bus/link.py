@@ -17,6 +17,7 @@ from .messages import Envelope, Owner, encode
 
 EPOCH_TTL_MS = 7 * 24 * 3600 * 1000
 ACK_RESULT_TTL_MS = 10 * 60 * 1000
+HELD_SLACK_MS = 5000  # held lists outlive the grace window by this, for withdrawals
 
 
 class BusUnavailable(Exception):
@@ -65,7 +66,7 @@ class RedisLink:
         """One round trip for every local claim: 1 kept, 0 taken, [epoch] re-claimed after loss."""
         pipe = self.redis.pipeline(transaction=False)
         for client_id, epoch in claims:
-            self._refresh(keys=[self.keys.owner(client_id), self.keys.epoch(client_id)],
+            await self._refresh(keys=[self.keys.owner(client_id), self.keys.epoch(client_id)],
                           args=[f"{self.replica_id}|{epoch}", self.owner_ttl_ms, self.replica_id, EPOCH_TTL_MS],
                           client=pipe)
         return await self._run(pipe.execute())
@@ -96,7 +97,7 @@ class RedisLink:
     async def hold(self, client_id: str, raw_envelope: str) -> str:
         k = self.keys
         keys = [k.owner(client_id), k.held(client_id), k.recent(client_id)]
-        result = await self._run(self._hold(keys=keys, args=[raw_envelope, max(self.grace_ms, 1)]))
+        result = await self._run(self._hold(keys=keys, args=[raw_envelope, self.grace_ms + HELD_SLACK_MS]))
         return result.decode() if isinstance(result, bytes) else str(result)
 
     async def withdraw(self, client_id: str, raw_envelope: str) -> bool:
@@ -119,14 +120,6 @@ class RedisLink:
             pipe.hset(self.keys.presence(client_id), mapping=fields)
             pipe.pexpire(self.keys.presence(client_id), _ms(ttl))
         await self._run(pipe.execute())
-
-    async def cluster_view(self) -> list[dict[str, str]]:
-        """Every connected client cluster-wide, from the presence hashes."""
-        rows = []
-        async for key in self.redis.scan_iter(match=self.keys.presence_pattern(), count=500):
-            fields = await self._run(self.redis.hgetall(key))
-            rows.append({k.decode(): v.decode() for k, v in fields.items()})
-        return rows
 
     async def ping(self) -> bool:
         return bool(await self._run(self.redis.ping()))

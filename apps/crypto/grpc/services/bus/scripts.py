@@ -7,14 +7,18 @@ from __future__ import annotations
 
 # KEYS[1] owner, KEYS[2] epoch counter, KEYS[3] held list, KEYS[4] recent marker
 # ARGV[1] replica id, ARGV[2] owner TTL ms, ARGV[3] epoch counter TTL ms
-# Returns {epoch, previous owner or "", held command envelopes...}; held ones are taken.
+# Returns {epoch, previous owner or "", held command envelopes...}. Held commands are taken
+# only inside the grace window (recent marker alive); later ones stay for their callers to withdraw.
 CLAIM = """
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local previous = redis.call('GET', KEYS[1]) or ''
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'PX', ARGV[2])
-local held = redis.call('LRANGE', KEYS[3], 0, -1)
-redis.call('DEL', KEYS[3], KEYS[4])
+local held = {}
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  held = redis.call('LRANGE', KEYS[3], 0, -1)
+  redis.call('DEL', KEYS[3], KEYS[4])
+end
 local result = {epoch, previous}
 for _, item in ipairs(held) do table.insert(result, item) end
 return result
@@ -47,7 +51,7 @@ return 1
 """
 
 # KEYS[1] owner, KEYS[2] held list, KEYS[3] recent marker
-# ARGV[1] command envelope, ARGV[2] held TTL ms
+# ARGV[1] command envelope, ARGV[2] held TTL ms (outlives the window so callers can withdraw)
 # Returns "owner:<replica|epoch>" (route there instead), "held", or "offline".
 HOLD = """
 local owner = redis.call('GET', KEYS[1])
