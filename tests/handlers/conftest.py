@@ -1,0 +1,43 @@
+"""Helpers for handler tests: every test uses its own client_id, since the migrated DB is shared."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.services.handlers.base import MessageContext
+from apps.crypto.grpc.services.handlers.dispatch import dispatch
+
+Send = Callable[..., Awaitable[str | None]]
+
+
+def context(client_id: str, max_text_chars: int = 10_000, message_id: str | None = None) -> MessageContext:
+    return MessageContext(
+        client_id=client_id,
+        message_id=message_id or str(uuid.uuid4()),
+        replica_id="replica-test",
+        received_at=datetime.now(UTC),
+        max_text_chars=max_text_chars,
+    )
+
+
+@pytest.fixture
+def client_id() -> str:
+    return f"bot-{uuid.uuid4()}"
+
+
+@pytest.fixture
+def send(client_id: str) -> Send:
+    """send(wallet_update=pb2.WalletUpdate(...)) dispatches one message as this test's client."""
+
+    async def _send(max_text_chars: int = 10_000, message_id: str | None = None, **payload: Any) -> str | None:
+        ctx = context(client_id, max_text_chars, message_id)
+        message = pb2.ClientMessage(client_id=client_id, message_id=ctx.message_id, **payload)
+        return await dispatch(ctx, message)
+
+    return _send
