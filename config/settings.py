@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from django_cfg import DatabaseConfig, DjangoConfig
 
 from config.env import BASE_DIR, ENV
 from config.logging import build_logging
+
+# django-cfg would otherwise mirror every DEBUG line into an ever-growing /tmp/djangocfg/debug.log.
+os.environ.setdefault("DJANGO_LOG_TO_TMP", "false")
 
 # A development key is fine for the embedded defaults; production sets DJANGO_SECRET_KEY.
 _DEV_SECRET = "crypto-grpc-local-development-only-secret-key-0123456789"
@@ -46,3 +50,4 @@ globals().update(config.get_all_settings())
 LOGGING = build_logging(ENV.log_format, ENV.log_level)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_ROOT = str(BASE_DIR / "staticfiles")
+SILENCED_SYSTEM_CHECKS = ["caches.W003"]  # django-cfg's default file cache path; the service does not use it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -130,7 +131,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
                      config.client_disconnect_grace)
     bus = CommandBus(link, config.client_disconnect_grace, config.send_timeout)
-    publisher_config = PublisherConfig.from_env({"CENTRIFUGO_API_URL": env.centrifugo_api_url,
+    publisher_config = PublisherConfig.from_env({**os.environ, "CENTRIFUGO_API_URL": env.centrifugo_api_url,
                                                  "CENTRIFUGO_API_KEY": env.centrifugo_api_key})
     runtime = Runtime(
         config=config, env=env, bus=bus,

@@ -41,9 +41,11 @@ def decode(raw: str | bytes) -> Envelope:
     """Raises ValueError on anything that is not an envelope this version understands."""
     try:
         data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError("envelope is not an object")
         data["body"] = base64.b64decode(data.get("body", ""))
         return Envelope(**data)
-    except (TypeError, KeyError, json.JSONDecodeError) as exc:
+    except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"bad bus envelope: {exc}") from exc
 
 

@@ -1,0 +1,121 @@
+"""The bus's Redis steps (Lua scripts) against fakeredis: fast, no server needed."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from apps.crypto.grpc.services.bus import messages as m
+from apps.crypto.grpc.services.bus.keys import Keys
+from apps.crypto.grpc.services.bus.link import RedisLink
+
+
+@pytest.fixture
+def server():
+    return fakeredis.FakeServer()
+
+
+def link_for(server, replica: str, grace: float = 5.0) -> RedisLink:
+    return RedisLink(fakeredis.FakeAsyncRedis(server=server), Keys("t"), replica, owner_ttl=10, grace=grace)
+
+
+async def test_claim_epochs_grow_and_report_the_previous_owner(server):
+    a, b = link_for(server, "A"), link_for(server, "B")
+    first = await a.claim("c1")
+    second = await b.claim("c1")
+    assert second.epoch == first.epoch + 1
+    assert second.previous == m.Owner("A", first.epoch)
+    assert await a.owner("c1") == m.Owner("B", second.epoch)
+
+
+async def test_every_key_written_has_a_ttl(server):
+    a = link_for(server, "A")
+    claim = await a.claim("c1")
+    await a.owner("c1", ack_wait=("cmd1", 5))
+    await a.record_ack("cmd2", "x")
+    await a.beat(a_presence := {"c1": {"client_id": "c1", "replica": "A"}}, 10, 10)
+    await a.release("c1", claim.epoch, grace=True)
+    await a.hold("c1", "envelope")
+    redis = a.redis
+    keys = await redis.keys("t:*")
+    assert keys and a_presence
+    for key in keys:
+        assert await redis.pttl(key) > 0, key
+
+
+async def test_refresh_keeps_detects_takeover_and_reclaims_after_loss(server):
+    a, b = link_for(server, "A"), link_for(server, "B")
+    claim = await a.claim("c1")
+    assert await a.refresh([("c1", claim.epoch)]) == [1]
+    await a.redis.delete("t:owner:c1")  # as after a Redis restart
+    [reclaimed] = await a.refresh([("c1", claim.epoch)])
+    assert isinstance(reclaimed, list) and int(reclaimed[0]) > claim.epoch
+    await b.claim("c1")
+    assert await a.refresh([("c1", int(reclaimed[0]))]) == [0]
+
+
+async def test_release_never_deletes_a_newer_claim(server):
+    a, b = link_for(server, "A"), link_for(server, "B")
+    old = await a.claim("c1")
+    new = await b.claim("c1")
+    assert not await a.release("c1", old.epoch, grace=True)
+    assert await a.owner("c1") == m.Owner("B", new.epoch)
+    assert await b.release("c1", new.epoch, grace=True)
+    assert await a.owner("c1") is None
+
+
+async def test_hold_routes_to_owner_holds_in_grace_and_refuses_outside(server):
+    a = link_for(server, "A")
+    assert await a.hold("c1", "e1") == "offline"
+    claim = await a.claim("c1")
+    assert (await a.hold("c1", "e1")).startswith("owner:A|")
+    await a.release("c1", claim.epoch, grace=True)
+    assert await a.hold("c1", "e1") == "held"
+    assert await a.hold("c1", "e2") == "held"
+    again = await link_for(server, "B").claim("c1")
+    assert again.held == [b"e1", b"e2"]
+
+
+async def test_withdraw_is_atomic_against_a_claim(server):
+    a = link_for(server, "A")
+    claim = await a.claim("c1")
+    await a.release("c1", claim.epoch, grace=True)
+    await a.hold("c1", "e1")
+    assert await a.withdraw("c1", "e1")
+    assert (await a.claim("c1")).held == []
+    await a.release("c1", claim.epoch + 1, grace=True)
+    await a.hold("c1", "e2")
+    await a.claim("c1")
+    assert not await a.withdraw("c1", "e2")
+
+
+async def test_release_without_grace_leaves_client_offline(server):
+    a = link_for(server, "A")
+    claim = await a.claim("c1")
+    await a.release("c1", claim.epoch, grace=False)
+    assert await a.hold("c1", "e1") == "offline"
+
+
+async def test_ack_recorded_once_and_routed_to_waiter(server):
+    a, b = link_for(server, "A"), link_for(server, "B")
+    await a.owner("c1", ack_wait=("cmd1", 5))
+    assert await b.record_ack("cmd1", "ack") == "A"
+    assert await b.record_ack("cmd1", "ack") is None  # duplicate
+    assert await b.record_ack("cmd-unknown", "ack") == ""
+
+
+async def test_clean_stale_only_removes_the_claim_it_saw(server):
+    a, b = link_for(server, "A"), link_for(server, "B")
+    old = await a.claim("c1")
+    seen = m.Owner("A", old.epoch)
+    await b.claim("c1")
+    assert not await a.clean_stale("c1", seen)
+    assert (await a.owner("c1")).replica_id == "B"
+
+
+def test_envelope_round_trip_and_rejects_garbage():
+    env = m.Envelope(m.COMMAND, client_id="c", command_id="x", reply_to="A", body=b"\x00\x01", wait_ack=True)
+    assert m.decode(m.encode(env)) == env
+    for bad in (b"not json", b'{"kind": "cmd", "unknown": 1}', b"[]"):
+        with pytest.raises(ValueError):
+            m.decode(bad)
