@@ -10,7 +10,7 @@ export DJANGO_DEBUG="${DJANGO_DEBUG:-on}"
 PORT="${GRPC_PORT:-50051}"
 "$PY" -W ignore manage.py migrate --noinput -v 0
 BOT_ID="${DEV_BOT_ID:-dev-bot}"
-KEY="$("$PY" -W ignore manage.py create_client_key "$BOT_ID" --quiet)"
+KEY="$("$PY" -W ignore manage.py create_client_key "$BOT_ID" | head -n 1)"
 TOKEN="${CRYPTO_OPERATOR_TOKENS%%,*}"
 cat <<INFO
 

@@ -1,0 +1,171 @@
+{{/* Chart name, truncated to the 63 characters a label allows. */}}
+{{- define "crypto-grpc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-scoped name used for every object. */}}
+{{- define "crypto-grpc.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "crypto-grpc.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "crypto-grpc.labels" -}}
+helm.sh/chart: {{ include "crypto-grpc.chart" . }}
+app.kubernetes.io/name: {{ include "crypto-grpc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: crypto-grpc
+{{- end -}}
+
+{{/* Selector of the gRPC server pods. */}}
+{{- define "crypto-grpc.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "crypto-grpc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: grpc
+{{- end -}}
+
+{{/* Selector of the web (admin) pods. */}}
+{{- define "crypto-grpc.webSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "crypto-grpc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: web
+{{- end -}}
+
+{{- define "crypto-grpc.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "crypto-grpc.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "crypto-grpc.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+Pod termination budget. The kubelet counts the preStop hook against the
+grace period, so it must cover: preStop sleep (endpoints catch up) + the
+app's stream drain window (GRPC_SHUTDOWN_GRACE) + a margin for the process
+to exit after draining.
+*/}}
+{{- define "crypto-grpc.terminationGracePeriodSeconds" -}}
+{{- add .Values.preStop.sleepSeconds .Values.drain.graceSeconds .Values.drain.marginSeconds -}}
+{{- end -}}
+
+{{/* In-cluster address of the gRPC Service (same namespace). */}}
+{{- define "crypto-grpc.grpcTarget" -}}
+{{- printf "%s:%d" (include "crypto-grpc.fullname" .) (int .Values.service.port) -}}
+{{- end -}}
+
+{{/*
+Non-secret configuration as env var name -> string value. Rendered into the
+ConfigMap, and inline into the migration Job (a pre-install hook runs before
+the ConfigMap exists).
+*/}}
+{{- define "crypto-grpc.configData" -}}
+CRYPTO_AUTH: {{ ternary "on" "off" .Values.config.auth | quote }}
+LOG_FORMAT: {{ .Values.config.logFormat | quote }}
+LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+GRPC_HOST: {{ .Values.grpc.host | quote }}
+GRPC_PORT: {{ .Values.grpc.port | int64 | toString | quote }}
+GRPC_SHUTDOWN_GRACE: {{ .Values.drain.graceSeconds | int64 | toString | quote }}
+METRICS_PORT: {{ .Values.metrics.port | int64 | toString | quote }}
+{{- if not (kindIs "invalid" .Values.drain.windowSeconds) }}
+{{- if ge (float64 .Values.drain.windowSeconds) (float64 .Values.drain.graceSeconds) }}
+{{- fail "drain.windowSeconds must be shorter than drain.graceSeconds" }}
+{{- end }}
+CRYPTO_DRAIN_WINDOW: {{ .Values.drain.windowSeconds | toString | quote }}
+{{- end }}
+{{- with .Values.config.centrifugoApiUrl }}
+CENTRIFUGO_API_URL: {{ . | quote }}
+{{- end }}
+{{- $grpcOptions := dict
+      "GRPC_KEEPALIVE_TIME_MS" .Values.grpc.keepaliveTimeMs
+      "GRPC_KEEPALIVE_TIMEOUT_MS" .Values.grpc.keepaliveTimeoutMs
+      "GRPC_MAX_CONNECTION_AGE_MS" .Values.grpc.maxConnectionAgeMs
+      "GRPC_MAX_CONNECTION_AGE_GRACE_MS" .Values.grpc.maxConnectionAgeGraceMs
+      "GRPC_MAX_MESSAGE_BYTES" .Values.grpc.maxMessageBytes }}
+{{- range $name, $value := $grpcOptions }}
+{{- if not (kindIs "invalid" $value) }}
+{{ $name }}: {{ $value | int64 | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Env entries that read secrets from the existing Secret, never inline. */}}
+{{- define "crypto-grpc.secretEnv" -}}
+{{- $secret := .Values.secret -}}
+{{- range $name, $key := $secret.keys }}
+- name: {{ $name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret.name }}
+      key: {{ $key }}
+      {{- if has $name $secret.optional }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Extra plain env entries from values (secret names are refused by the schema). */}}
+{{- define "crypto-grpc.extraEnv" -}}
+{{- range .Values.extraEnv }}
+- name: {{ .name }}
+  value: {{ .value | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "crypto-grpc.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "crypto-grpc.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Writable scratch space on a read-only root filesystem. */}}
+{{- define "crypto-grpc.scratchVolumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.scratch.tmpSizeLimit }}
+- name: logs
+  emptyDir:
+    sizeLimit: {{ .Values.scratch.logsSizeLimit }}
+{{- end -}}
+
+{{- define "crypto-grpc.scratchMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: logs
+  mountPath: /app/logs
+{{- end -}}
