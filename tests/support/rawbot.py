@@ -48,8 +48,11 @@ class RawBot:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.outbox.put_nowait(END)  # lets the request generator finish instead of being torn down
+        self.call.cancel()
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+        await asyncio.sleep(0)
         await self.channel.close()
 
     async def _requests(self):
