@@ -12,7 +12,7 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
-from apps.crypto.publishing import Publisher, PublisherConfig, build_publisher
+from apps.crypto.publishing import NullPublisher, Publisher, PublisherConfig, build_publisher
 from config.env import ENV, Environment
 
 from ..generated import common_pb2
@@ -131,8 +131,12 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
                      config.client_disconnect_grace)
     bus = CommandBus(link, config.client_disconnect_grace, config.send_timeout)
-    publisher_config = PublisherConfig.from_env({**os.environ, "CENTRIFUGO_API_URL": env.centrifugo_api_url,
-                                                 "CENTRIFUGO_API_KEY": env.centrifugo_api_key})
+    publisher_config = PublisherConfig.from_env({  # CENTRIFUGO_* env vars win over the streaming config
+        "CENTRIFUGO_CHANNEL_PATTERN": config.centrifugo_channel_pattern,
+        "CENTRIFUGO_ALL_CHANNEL": config.centrifugo_publish_all_channel,
+        **os.environ, "CENTRIFUGO_API_URL": env.centrifugo_api_url, "CENTRIFUGO_API_KEY": env.centrifugo_api_key})
+    if not config.centrifugo_auto_publish_messages:
+        parts.setdefault("publisher", NullPublisher())
     runtime = Runtime(
         config=config, env=env, bus=bus,
         runner=BusRunner(bus, redis, config.ownership_refresh, config.ownership_ttl, lambda ok: None),

@@ -46,9 +46,13 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
                                  context: grpc.aio.ServicerContext) -> common_pb2.CommandAck:
         operator, command = self._accept(request, context, wait=True)
         timeout = self._timeout(context, self.rt.config.ack_timeout)
-        ack = await self.rt.bus.execute(request.client_id, command, timeout)
-        self.rt.journal.outcome(ack, timed_out=ack.error.startswith("timed out"))
-        self.rt.publisher.publish_ack(request.client_id, ack)
+        answer = await self.rt.bus.execute(request.client_id, command, timeout)
+        ack = answer.ack
+        self.rt.journal.delivery(command.command_id, answer.delivery.delivered, answer.delivery.routed_to,
+                                 answer.delivery.error)
+        self.rt.journal.outcome(ack, timed_out=answer.timed_out)
+        if not answer.from_stream:  # the client's own acks were published from its stream
+            self.rt.publisher.publish_ack(request.client_id, ack)
         logger.info("command.executed client_id=%s command_id=%s operator=%s success=%s", request.client_id,
                     command.command_id, operator, ack.success)
         return ack

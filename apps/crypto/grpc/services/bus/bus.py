@@ -18,7 +18,7 @@ from ...generated import crypto_streaming_pb2 as pb2
 from ..streaming.session import StreamSession
 from . import messages as m
 from .link import BusUnavailable, RedisLink
-from .outcomes import OWNERSHIP_LOST, TAKEOVER, Delivery, failure_ack
+from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
 DISCONNECTED = "client disconnected before acknowledging"
@@ -80,17 +80,19 @@ class CommandBus:
         with self._open(command.command_id, client_id) as pending:
             return await self._deliver(client_id, command, pending, time.monotonic() + timeout, wait_ack=False)
 
-    async def execute(self, client_id: str, command: pb2.DjangoCommand, timeout: float) -> common_pb2.CommandAck:
+    async def execute(self, client_id: str, command: pb2.DjangoCommand, timeout: float) -> Answer:
         """Deliver and wait for the client's CommandAck; every path ends with an ack."""
         deadline = time.monotonic() + timeout
         with self._open(command.command_id, client_id) as pending:
             delivery = await self._deliver(client_id, command, pending, deadline, wait_ack=True)
             if not delivery.delivered:
-                return failure_ack(command.command_id, delivery.error)
+                return Answer(failure_ack(command.command_id, delivery.error), delivery)
             try:
-                return await asyncio.wait_for(pending.ack, max(0.0, deadline - time.monotonic()))
+                ack = await asyncio.wait_for(pending.ack, max(0.0, deadline - time.monotonic()))
+                return Answer(ack, delivery, from_stream=True)
             except TimeoutError:
-                return failure_ack(command.command_id, f"timed out after {timeout:g}s waiting for CommandAck")
+                error = f"timed out after {timeout:g}s waiting for CommandAck"
+                return Answer(failure_ack(command.command_id, error), delivery, timed_out=True)
 
     async def on_ack(self, session: StreamSession, ack: common_pb2.CommandAck) -> None:
         """A client acknowledged: answer whoever waits, locally or on its replica."""

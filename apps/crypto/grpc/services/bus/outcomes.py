@@ -17,6 +17,16 @@ class Delivery:
     routed_to: str = ""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """How an ExecuteCommandSync ended: the ack to return and where it came from."""
+
+    ack: common_pb2.CommandAck
+    delivery: Delivery
+    from_stream: bool = False  # the ack travelled back from the client's stream (already published there)
+    timed_out: bool = False
+
+
 def failure_ack(command_id: str, error: str, message: str = "") -> common_pb2.CommandAck:
     """The CommandAck a caller gets when the client never acknowledged."""
     ack = common_pb2.CommandAck(command_id=command_id, success=False, error=error, message=message)
