@@ -38,12 +38,12 @@ class RunningServer:
 
 @asynccontextmanager
 async def running_server(auth: bool = True, redis_url: str = "", replica_id: str = "", publisher: Any = None,
-                         **config_overrides: Any) -> AsyncIterator[RunningServer]:
+                         port: int = 0, **config_overrides: Any) -> AsyncIterator[RunningServer]:
     """Start a replica with FAST defaults (override any CryptoStreamingConfig field)."""
     env = replace(ENV, auth_enabled=auth, operator_tokens=(OPERATOR_TOKEN,), redis_url=redis_url,
                   replica_id=replica_id or f"test-{uuid.uuid4().hex[:8]}", centrifugo_api_url="")
     parts = {"publisher": publisher} if publisher is not None else {}
-    replica = await start_replica("127.0.0.1", 0, replace(FAST, **config_overrides), env=env, **parts)
+    replica = await start_replica("127.0.0.1", port, replace(FAST, **config_overrides), env=env, **parts)
     try:
         yield RunningServer(replica, f"127.0.0.1:{replica.port}")
     finally:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import grpc
 
 from ...generated import crypto_streaming_pb2 as pb2
+from ..auth import AuthError
+from ..bus.link import BusUnavailable
 from ..handlers.base import MessageContext
 from .session import NORMAL, CloseReason, StreamSession
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 logger = logging.getLogger(__name__)
+REPLICA_HEADER = "x-replica-id"
 CLIENT_GONE = CloseReason(grpc.StatusCode.CANCELLED, "client went away", "normal")
 DRAINING = CloseReason(grpc.StatusCode.UNAVAILABLE, "replica is draining; reconnect to another replica", "drain")
 
@@ -44,9 +47,13 @@ class ConnectFlow:
                 raise StreamAborted(DRAINING.code, DRAINING.details)
             session = StreamSession(first.client_id, self.rt.config.outbound_queue_size)
             await self.rt.bus.attach(session)
-        except StreamAborted as exc:
+        except (StreamAborted, AuthError) as exc:
             await context.abort(exc.code, exc.details)
             return
+        except BusUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            return
+        await context.send_initial_metadata(((REPLICA_HEADER, self.rt.replica_id),))  # "accepted"
         reason = await self._serve(session, first, requests, context)
         if reason.code != grpc.StatusCode.OK and reason is not CLIENT_GONE:
             await context.abort(reason.code, reason.details)

@@ -1,0 +1,384 @@
+"""A reusable bot-side client for CryptoStreamingService.ConnectClient.
+
+It registers, heartbeats, answers each DjangoCommand through a handler table, forwards the bot's own
+messages (wallet updates, status, logs...) and reconnects with jittered exponential backoff. Copy this
+file and reconnect.py into a bot: they need only grpcio, protobuf and the generated modules.
+
+    bot = BotClient("localhost:50051", "bot-1", api_key, handlers={"ping": on_ping})
+    runner = asyncio.create_task(bot.run())       # raises BotRejected on a bad key
+    await bot.connected.wait()
+    await bot.send(pb2.WalletUpdate(...))
+    await bot.stop()
+
+Handlers run one at a time in arrival order (so pause/resume cannot overtake each other); keep them
+short or hand long work to a task of your own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from apps.crypto.grpc.generated import common_pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2_grpc as pb2_grpc
+
+from .reconnect import Backoff, RetryState, is_fatal
+
+logger = logging.getLogger(__name__)
+
+CommandHandler = Callable[[pb2.DjangoCommand], Awaitable[common_pb2.CommandAck]]
+
+API_KEY_HEADER = "x-api-key"
+MAX_ERROR_CHARS = 1000  # an ack's error text; the server refuses overlong fields
+EXPECTED_STREAM_ERRORS = (grpc.aio.AioRpcError, asyncio.InvalidStateError)  # the stream ended under us
+
+# ClientMessage payload type (full name) -> its oneof field, so send() accepts a bare WalletUpdate etc.
+PAYLOAD_FIELDS: Mapping[str, str] = {
+    field.message_type.full_name: field.name
+    for field in pb2.ClientMessage.DESCRIPTOR.oneofs_by_name["payload"].fields
+}
+
+
+class BotRejected(Exception):
+    """The server refused this bot for a reason retrying cannot fix (bad key, wrong client_id...)."""
+
+    def __init__(self, client_id: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"server rejected client_id {client_id!r}: {code.name}: {details}")
+        self.client_id, self.code, self.details = client_id, code, details
+
+
+# ---------------------------------------------------------------------------- messages (pure)
+
+
+def command_ack(success: bool = True, message: str = "", error: str = "",
+                status: common_pb2.ClientStatus = common_pb2.CLIENT_STATUS_UNKNOWN) -> common_pb2.CommandAck:
+    """What a handler returns; command_id and timestamp are filled in by the client."""
+    return common_pb2.CommandAck(success=success, message=message, error=error[:MAX_ERROR_CHARS],
+                                 current_status=status)
+
+
+def complete_ack(ack: common_pb2.CommandAck, command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+    """A copy of ack answering `command`: its command_id always, a timestamp when missing."""
+    filled = common_pb2.CommandAck()
+    filled.CopyFrom(ack)
+    filled.command_id = command.command_id
+    if not filled.HasField("timestamp"):
+        filled.timestamp.GetCurrentTime()
+    return filled
+
+
+def stamp_message(client_id: str, message: pb2.ClientMessage) -> pb2.ClientMessage:
+    """Fill client_id, message_id and timestamp in place; a message for another client is an error."""
+    if message.client_id and message.client_id != client_id:
+        raise ValueError(f"message is for client_id {message.client_id!r}, this bot is {client_id!r}")
+    if message.WhichOneof("payload") is None:
+        raise ValueError("ClientMessage carries no payload")
+    message.client_id = client_id
+    if not message.message_id:
+        message.message_id = uuid.uuid4().hex
+    if not message.HasField("timestamp"):
+        message.timestamp.GetCurrentTime()
+    return message
+
+
+def wrap_payload(client_id: str, payload: Message) -> pb2.ClientMessage:
+    """A stamped ClientMessage from either a ClientMessage (copied) or a bare payload such as WalletUpdate."""
+    if isinstance(payload, pb2.ClientMessage):
+        message = pb2.ClientMessage()
+        message.CopyFrom(payload)
+        return stamp_message(client_id, message)
+    field = PAYLOAD_FIELDS.get(payload.DESCRIPTOR.full_name)
+    if field is None:
+        raise TypeError(f"{type(payload).__name__} is not a ClientMessage payload; "
+                        f"expected one of {', '.join(sorted(PAYLOAD_FIELDS))}")
+    return stamp_message(client_id, pb2.ClientMessage(**{field: payload}))
+
+
+# ---------------------------------------------------------------------------- outbox
+
+
+class Outbox:
+    """Messages waiting for the stream's single writer: heartbeats first, then one FIFO for the rest.
+
+    Acks share the bounded FIFO (an asyncio.Queue; send() waits when it is full) with the app's own
+    messages, so an ack never overtakes the wallet updates its handler sent. A message whose write
+    failed stays first in line for the next connection.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._control: deque[pb2.ClientMessage] = deque()
+        self._app: asyncio.Queue[pb2.ClientMessage] = asyncio.Queue(limit)
+        self._ready = asyncio.Event()
+        self._unsent: pb2.ClientMessage | None = None
+        self._closed = False
+
+    def push_control(self, message: pb2.ClientMessage) -> None:
+        self._control.append(message)
+        self._ready.set()
+
+    async def put(self, message: pb2.ClientMessage) -> None:
+        await self._app.put(message)
+        self._ready.set()
+
+    async def next(self) -> pb2.ClientMessage | None:
+        """The next message to write, or None once closed and empty."""
+        while self._unsent is None:
+            self._ready.clear()
+            self._unsent = self._pop()
+            if self._unsent is None and self._closed:
+                return None
+            if self._unsent is None:
+                await self._ready.wait()
+        return self._unsent
+
+    def _pop(self) -> pb2.ClientMessage | None:
+        if self._control:
+            return self._control.popleft()
+        return None if self._app.empty() else self._app.get_nowait()
+
+    def sent(self) -> None:
+        self._unsent = None
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._control) + self._app.qsize() + (self._unsent is not None)
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """How one stream ended, and how long it had been accepted (None: never)."""
+
+    code: grpc.StatusCode
+    details: str
+    connected_for: float | None
+
+
+class BotClient:
+    """One bot's connection to CryptoStreamingService; run() once, stop() to end it."""
+
+    def __init__(self, target: str, client_id: str, api_key: str | None = None, *,
+                 registration: pb2.ClientRegistration | None = None, heartbeat_interval: float = 30.0,
+                 handlers: Mapping[str, CommandHandler] | None = None, backoff: Backoff = Backoff(),
+                 stable_after: float = 10.0, handler_timeout: float | None = 60.0, outbound_limit: int = 1000,
+                 stop_grace: float = 2.0, credentials: grpc.ChannelCredentials | None = None,
+                 channel_options: Sequence[tuple[str, Any]] = ()) -> None:
+        if not client_id:
+            raise ValueError("client_id must not be empty")
+        if heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be > 0")
+        self.target, self.client_id = target, client_id
+        self.registration = registration or pb2.ClientRegistration(client_name=client_id, client_type="bot")
+        self.heartbeat_interval, self.handler_timeout, self.stop_grace = heartbeat_interval, handler_timeout, stop_grace
+        self.handlers: dict[str, CommandHandler] = dict(handlers or {})
+        self._retry = RetryState(backoff, stable_after)
+        self._metadata = ((API_KEY_HEADER, api_key),) if api_key else ()
+        self._credentials, self._channel_options = credentials, tuple(channel_options)
+        self._outbox = Outbox(outbound_limit)
+        self._stop, self._finished = asyncio.Event(), asyncio.Event()
+        self._started = False
+        self._accepted_at: float | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.commands_handled = 0
+        self.commands_failed = 0
+
+    # -------------------------------------------------------------- public API
+
+    async def run(self) -> None:
+        """Connect and serve until stop(); raises BotRejected when the server refuses this bot."""
+        if self._started:
+            raise RuntimeError("BotClient.run() may be called only once; create a new BotClient")
+        self._started = True
+        try:
+            await self._run_sessions()
+        finally:
+            self._finished.set()
+            logger.info("bot.stopped client_id=%s connects=%d commands_handled=%d",
+                        self.client_id, self.connects, self.commands_handled)
+
+    async def send(self, payload: Message) -> None:
+        """Queue a ClientMessage or a bare payload (WalletUpdate, StatusUpdate...); waits while the queue is full."""
+        if self._stop.is_set():
+            raise RuntimeError("BotClient is stopped")
+        await self._outbox.put(wrap_payload(self.client_id, payload))
+
+    def request_stop(self) -> None:
+        """Ask run() to finish (safe from signal handlers); queued messages are flushed for stop_grace seconds."""
+        self._stop.set()
+        self._outbox.close()
+
+    async def stop(self) -> None:
+        """request_stop() and wait until run() has returned."""
+        self.request_stop()
+        if self._started:
+            await self._finished.wait()
+
+    @property
+    def pending(self) -> int:
+        """Messages queued but not yet written."""
+        return len(self._outbox)
+
+    # -------------------------------------------------------------- reconnect loop
+
+    async def _run_sessions(self) -> None:
+        while not self._stop.is_set():
+            logger.info("bot.connecting client_id=%s target=%s attempt=%d",
+                        self.client_id, self.target, self._retry.failures + 1)
+            end = await self._session()
+            if end is None:
+                return
+            if is_fatal(end.code):
+                logger.error("bot.rejected client_id=%s code=%s details=%s", self.client_id, end.code.name, end.details)
+                raise BotRejected(self.client_id, end.code, end.details)
+            delay = self._retry.next_delay(end.connected_for)
+            logger.info("bot.disconnected client_id=%s code=%s details=%s retry_in=%.2f",
+                        self.client_id, end.code.name, end.details, delay)
+            await self._sleep_unless_stopped(delay)
+
+    async def _sleep_unless_stopped(self, delay: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), delay)
+        except TimeoutError:
+            pass
+
+    # -------------------------------------------------------------- one stream
+
+    async def _session(self) -> SessionEnd | None:
+        """One ConnectClient stream on a fresh channel (so our backoff, not the channel's, paces retries)."""
+        channel = self._open_channel()
+        try:
+            call = pb2_grpc.CryptoStreamingServiceStub(channel).ConnectClient(metadata=self._metadata)
+            return await self._serve(call)
+        finally:
+            await channel.close()
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        if self._credentials is not None:
+            return grpc.aio.secure_channel(self.target, self._credentials, options=self._channel_options)
+        return grpc.aio.insecure_channel(self.target, options=self._channel_options)
+
+    async def _serve(self, call: grpc.aio.StreamStreamCall) -> SessionEnd | None:
+        """Read, write and heartbeat until the stream ends or stop() is asked; None means stopped."""
+        self._accepted_at = None
+        reader = self._spawn(self._read(call), "read")
+        writer = self._spawn(self._write(call), "write")
+        stopping = self._spawn(self._stop.wait(), "stop")
+        helpers = [self._spawn(self._heartbeat(), "heartbeat"), self._spawn(self._watch_accept(call), "accept")]
+        try:
+            await asyncio.wait([reader, writer, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if self._stop.is_set():
+                await asyncio.wait([reader, writer], timeout=self.stop_grace)  # flush, half-close, server ends
+                return None
+            return await self._ending(call, reader, writer)
+        finally:
+            await _cancel_all([reader, writer, stopping, *helpers])
+            call.cancel()
+            self.connected.clear()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], role: str) -> asyncio.Task[Any]:
+        return asyncio.create_task(coro, name=f"bot-{role}-{self.client_id}")
+
+    async def _ending(self, call: grpc.aio.StreamStreamCall, *tasks: asyncio.Task[None]) -> SessionEnd:
+        """The stream's final status; a bug in this client is raised instead of looping as a disconnect."""
+        for task in tasks:
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None and not isinstance(error, EXPECTED_STREAM_ERRORS):
+                raise error
+        call.cancel()  # no-op when already finished; otherwise the status becomes CANCELLED
+        code, details = await call.code(), await call.details()
+        return SessionEnd(code, details or "", self._connected_for())
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+        async for command in call:
+            self._mark_connected()
+            await self._handle(command)
+
+    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+        await call.write(self._envelope(register=self.registration))
+        while (message := await self._outbox.next()) is not None:
+            await call.write(message)
+            self._outbox.sent()
+        await call.done_writing()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            self._outbox.push_control(self._envelope(heartbeat=pb2.HeartbeatUpdate()))
+
+    async def _watch_accept(self, call: grpc.aio.StreamStreamCall) -> None:
+        """Server headers on a live call mean the stream was accepted (a refusal arrives as trailers only)."""
+        await call.initial_metadata()
+        await asyncio.sleep(0)  # let a trailers-only refusal mark the call done first
+        if not call.done():
+            self._mark_connected()
+
+    def _mark_connected(self) -> None:
+        if self._accepted_at is not None:
+            return
+        self._accepted_at = asyncio.get_running_loop().time()
+        self.connects += 1
+        self.connected.set()
+        logger.info("bot.connected client_id=%s target=%s connects=%d", self.client_id, self.target, self.connects)
+
+    def _connected_for(self) -> float | None:
+        if self._accepted_at is None:
+            return None
+        return asyncio.get_running_loop().time() - self._accepted_at
+
+    # -------------------------------------------------------------- commands
+
+    async def _handle(self, command: pb2.DjangoCommand) -> None:
+        kind = command.WhichOneof("command") or ""
+        ack = complete_ack(await self._answer(kind, command), command)
+        self.commands_handled += 1
+        self.commands_failed += not ack.success
+        logger.info("bot.command client_id=%s kind=%s command_id=%s success=%s",
+                    self.client_id, kind or "none", command.command_id, ack.success)
+        await self._outbox.put(self._envelope(command_ack=ack))
+
+    async def _answer(self, kind: str, command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+        """The handler's ack; an unknown kind, an exception, a timeout or a wrong return type fail the ack."""
+        handler = self.handlers.get(kind)
+        if handler is None:
+            return command_ack(False, error=f"no handler for command kind {kind or 'none'!r}")
+        try:
+            async with asyncio.timeout(self.handler_timeout) as deadline:
+                result = await handler(command)
+        except Exception as exc:
+            return command_ack(False, error=_handler_error(exc, deadline.expired(), self.handler_timeout))
+        if not isinstance(result, common_pb2.CommandAck):
+            return command_ack(False, error=f"handler for {kind!r} returned {type(result).__name__}, not CommandAck")
+        return result
+
+    def _envelope(self, **payload: Message) -> pb2.ClientMessage:
+        return stamp_message(self.client_id, pb2.ClientMessage(**payload))
+
+
+def _handler_error(exc: Exception, expired: bool, timeout: float | None) -> str:
+    if expired:
+        return f"handler timed out after {timeout:g}s"
+    logger.warning("bot.handler_failed error=%s", type(exc).__name__, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel and await every task; a cancellation of the caller still propagates afterwards."""
+    owned = list(tasks)
+    for task in owned:
+        task.cancel()
+    await asyncio.gather(*owned, return_exceptions=True)

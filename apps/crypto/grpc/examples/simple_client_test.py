@@ -1,0 +1,129 @@
+"""A runnable demo bot answering all five command kinds.
+
+    python -m apps.crypto.grpc.examples.simple_client_test --target localhost:50051 --client-id bot-1 --api-key KEY
+
+Then, from another shell: `python manage.py send_command bot-1 ping --wait`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from google.protobuf.message import Message
+
+from apps.crypto.grpc.generated import common_pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+
+from .bot_client import BotClient, BotRejected, CommandHandler, command_ack
+
+logger = logging.getLogger("demo_bot")
+
+# What this demo "holds": symbol -> (available, locked).
+DEMO_BALANCES: dict[str, tuple[Decimal, Decimal]] = {
+    "BTC": (Decimal("0.5"), Decimal("0")),
+    "ETH": (Decimal("3.25"), Decimal("0.75")),
+    "USDT": (Decimal("1500"), Decimal("0")),
+}
+
+
+@dataclass
+class DemoBot:
+    """The bot's own state; its handlers read and change it and report through `send`."""
+
+    send: Callable[[Message], Awaitable[None]] | None = None
+    paused: bool = False
+    balances: dict[str, tuple[Decimal, Decimal]] = field(default_factory=lambda: dict(DEMO_BALANCES))
+
+    @property
+    def status(self) -> common_pb2.ClientStatus:
+        return common_pb2.CLIENT_STATUS_PAUSED if self.paused else common_pb2.CLIENT_STATUS_ACTIVE
+
+    def handlers(self) -> dict[str, CommandHandler]:
+        return {
+            "pause": self.on_pause,
+            "resume": self.on_resume,
+            "ping": self.on_ping,
+            "sync_wallets": self.on_sync_wallets,
+            "request_status": self.on_request_status,
+        }
+
+    async def on_pause(self, command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+        self.paused = True
+        return command_ack(message=f"paused: {command.pause.reason or 'no reason given'}", status=self.status)
+
+    async def on_resume(self, command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+        self.paused = False
+        note = command.resume.message
+        return command_ack(message=f"resumed: {note}" if note else "resumed", status=self.status)
+
+    async def on_ping(self, command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+        return command_ack(message="pong", status=self.status)
+
+    async def on_sync_wallets(self, command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+        """Report each requested wallet (all when none are named), then ack."""
+        symbols = list(command.sync_wallets.symbols) or sorted(self.balances)
+        unknown = [symbol for symbol in symbols if symbol not in self.balances]
+        if unknown:
+            return command_ack(False, error=f"unknown symbols: {', '.join(unknown)}", status=self.status)
+        for symbol in symbols:
+            await self._report_wallet(symbol)
+        return command_ack(message=f"synced {len(symbols)} wallets", status=self.status)
+
+    async def _report_wallet(self, symbol: str) -> None:
+        available, locked = self.balances[symbol]
+        update = pb2.WalletUpdate(wallet_id=f"demo-{symbol.lower()}", symbol=symbol,
+                                  balance_available=str(available), balance_locked=str(locked))
+        update.last_sync.GetCurrentTime()
+        assert self.send is not None, "DemoBot.send must be set before commands arrive"
+        await self.send(update)
+
+    async def on_request_status(self, command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+        message = "paused" if self.paused else "running"
+        if command.request_status.include_stats:
+            message += f" wallets={len(self.balances)}"
+        return command_ack(message=message, status=self.status)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Demo bot for CryptoStreamingService")
+    parser.add_argument("--target", default=os.environ.get("CRYPTO_GRPC_TARGET", "localhost:50051"))
+    parser.add_argument("--client-id", required=True)
+    parser.add_argument("--api-key", default=os.environ.get("CRYPTO_API_KEY"),
+                        help="key from 'manage.py create_client_key' (default: CRYPTO_API_KEY)")
+    parser.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
+    return parser.parse_args(argv)
+
+
+def build_bot(args: argparse.Namespace) -> tuple[BotClient, DemoBot]:
+    demo = DemoBot()
+    registration = pb2.ClientRegistration(client_name=f"demo {args.client_id}", client_type="demo", version="1.0")
+    bot = BotClient(args.target, args.client_id, args.api_key, registration=registration,
+                    heartbeat_interval=args.heartbeat, handlers=demo.handlers())
+    demo.send = bot.send
+    return bot, demo
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    bot, _ = build_bot(parse_args(argv))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, bot.request_stop)
+    try:
+        await bot.run()
+    except BotRejected as exc:
+        logger.error("demo.rejected code=%s details=%s", exc.code.name, exc.details)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,137 @@
+"""`manage.py send_command <client_id> <kind>`: send one command to a connected bot through the gRPC server.
+
+Without --wait the command is delivered (SendCommandToClient); with --wait the bot's CommandAck is
+awaited (ExecuteCommandSync). Any failure, including a negative ack, exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from apps.crypto.grpc.generated import common_pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.services.auth import validate_client_id
+from apps.crypto.grpc.services.commands import (
+    COMMAND_BUILDERS,
+    CommandClientError,
+    CommandResult,
+    build_command,
+    builder_params,
+    connect_sync,
+)
+
+# argparse dest -> the flag an operator typed, for error messages
+COMMAND_OPTIONS: Mapping[str, str] = {
+    "reason": "--reason",
+    "message": "--message",
+    "sequence": "--sequence",
+    "symbols": "--symbols",
+    "include_stats": "--include-stats",
+}
+
+
+def positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {raw}")
+    return value
+
+
+def split_symbols(values: list[str] | None) -> list[str] | None:
+    """--symbols BTC ETH and --symbols BTC,ETH mean the same."""
+    if values is None:
+        return None
+    return [symbol.strip() for value in values for symbol in value.split(",") if symbol.strip()]
+
+
+def command_params(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The builder arguments among the given options; an option that does not apply is an error."""
+    given = {dest: options[dest] for dest in COMMAND_OPTIONS if options.get(dest) is not None}
+    accepted = set(builder_params(kind))
+    misplaced = [COMMAND_OPTIONS[dest] for dest in given if dest not in accepted]
+    if misplaced:
+        raise CommandError(f"{', '.join(misplaced)} does not apply to {kind}")
+    return given
+
+
+def _field(name: str, value: object) -> str:
+    """Free text is quoted (it may hold spaces); names, ids and flags are not."""
+    return f"{name}={value!r}" if isinstance(value, str) and name in {"message", "error"} else f"{name}={value}"
+
+
+def render_ack(ack: common_pb2.CommandAck, command: pb2.DjangoCommand) -> str:
+    status = common_pb2.ClientStatus.Name(ack.current_status)
+    return " ".join(["ack", _field("command_id", ack.command_id), _field("success", ack.success),
+                     _field("status", status), _field("message", ack.message), _field("error", ack.error)])
+
+
+def render_sent(response: pb2.SendCommandResponse, command: pb2.DjangoCommand) -> str:
+    outcome = "sent" if response.success else "not_sent"
+    return " ".join([outcome, _field("command_id", command.command_id), _field("success", response.success),
+                     _field("error", response.error)])
+
+
+def ack_failure(ack: common_pb2.CommandAck) -> str | None:
+    return None if ack.success else f"the client answered with a failure: {ack.error or ack.message or 'no reason'}"
+
+
+def sent_failure(response: pb2.SendCommandResponse) -> str | None:
+    return None if response.success else f"command not delivered: {response.error or 'no reason given'}"
+
+
+# result type -> (render, failure reason or None)
+_OUTCOMES: Mapping[type, tuple[Callable[[Any, pb2.DjangoCommand], str], Callable[[Any], str | None]]] = {
+    common_pb2.CommandAck: (render_ack, ack_failure),
+    pb2.SendCommandResponse: (render_sent, sent_failure),
+}
+
+
+class Command(BaseCommand):
+    help = "Send a command (pause, resume, ping, sync_wallets, request_status) to a connected bot."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("client_id", help="the bot's client_id")
+        parser.add_argument("kind", choices=list(COMMAND_BUILDERS), help="command to send")
+        parser.add_argument("--wait", action="store_true", help="wait for the bot's CommandAck (ExecuteCommandSync)")
+        parser.add_argument("--timeout", type=positive_float, default=None,
+                            help="seconds to wait for delivery, or with --wait for the ack")
+        parser.add_argument("--reason", help="pause: why the bot is paused")
+        parser.add_argument("--message", help="resume: message passed to the bot")
+        parser.add_argument("--sequence", type=int, help="ping: sequence number echoed by the bot")
+        parser.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="sync_wallets: symbols (default: all)")
+        parser.add_argument("--include-stats", action="store_const", const=True, dest="include_stats",
+                            help="request_status: ask for statistics too")
+        parser.add_argument("--target", help="gRPC server host:port (default: CRYPTO_GRPC_TARGET)")
+        parser.add_argument("--token", help="operator token (default: CRYPTO_OPERATOR_TOKEN or CRYPTO_OPERATOR_TOKENS)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        client_id, kind = options["client_id"], options["kind"]
+        command = self._build(client_id, kind, options)
+        result = self._deliver(client_id, command, options)
+        render, failure = _OUTCOMES[type(result)]
+        self.stdout.write(render(result, command))
+        reason = failure(result)
+        if reason is not None:
+            raise CommandError(f"{kind} to {client_id}: {reason}")
+
+    def _build(self, client_id: str, kind: str, options: dict[str, Any]) -> pb2.DjangoCommand:
+        options["symbols"] = split_symbols(options.get("symbols"))
+        try:
+            validate_client_id(client_id)
+            return build_command(kind, **command_params(kind, options))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _deliver(self, client_id: str, command: pb2.DjangoCommand, options: dict[str, Any]) -> CommandResult:
+        try:
+            with connect_sync(options.get("target"), options.get("token")) as client:
+                return client.dispatch(client_id, command, wait=options["wait"], timeout=options.get("timeout"))
+        except CommandClientError as exc:
+            raise CommandError(f"{options['kind']} to {client_id} failed: {exc}") from None

@@ -1,0 +1,99 @@
+"""Command builders, the kind table, and the pure parts of the command client."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.services.commands import (
+    COMMAND_BUILDERS,
+    build_command,
+    build_pause,
+    build_ping,
+    build_request_status,
+    build_resume,
+    build_sync_wallets,
+    builder_params,
+    stamp,
+)
+from apps.crypto.grpc.services.commands.base import ack_deadline, bearer_metadata, client_error
+
+KINDS = ["pause", "resume", "ping", "sync_wallets", "request_status"]
+
+
+def test_table_covers_every_command_of_the_contract() -> None:
+    oneof = pb2.DjangoCommand.DESCRIPTOR.oneofs_by_name["command"]
+    assert sorted(COMMAND_BUILDERS) == sorted(field.name for field in oneof.fields) == sorted(KINDS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_builder_sets_its_kind_with_defaults(kind: str) -> None:
+    command = COMMAND_BUILDERS[kind]()
+    assert isinstance(command, pb2.DjangoCommand)
+    assert command.WhichOneof("command") == kind
+    assert command.command_id == "" and not command.HasField("timestamp")  # stamped by the client
+
+
+def test_builders_carry_their_parameters() -> None:
+    assert build_pause("maintenance").pause.reason == "maintenance"
+    assert build_resume("back").resume.message == "back"
+    assert build_ping(7).ping.sequence == 7
+    assert build_request_status(True).request_status.include_stats is True
+    assert list(build_sync_wallets([" BTC", "ETH", "", "BTC"]).sync_wallets.symbols) == ["BTC", "ETH"]
+    assert list(build_sync_wallets().sync_wallets.symbols) == []
+
+
+@pytest.mark.parametrize("sequence", [-1, 2**31])
+def test_ping_sequence_must_fit_int32(sequence: int) -> None:
+    with pytest.raises(ValueError):
+        build_ping(sequence)
+
+
+@pytest.mark.parametrize(("kind", "params"), [
+    ("pause", ("reason",)), ("resume", ("message",)), ("ping", ("sequence",)),
+    ("sync_wallets", ("symbols",)), ("request_status", ("include_stats",)),
+])
+def test_builder_params(kind: str, params: tuple[str, ...]) -> None:
+    assert builder_params(kind) == params
+
+
+def test_build_command_by_name() -> None:
+    assert build_command("pause", reason="r").pause.reason == "r"
+    with pytest.raises(ValueError, match="unknown command kind"):
+        build_command("explode")
+    with pytest.raises(ValueError, match="does not take reason"):
+        build_command("ping", reason="r")
+
+
+def test_stamp_fills_only_what_is_missing() -> None:
+    command = stamp(build_ping(1))
+    assert len(command.command_id) == 32 and command.HasField("timestamp")
+    preset = pb2.DjangoCommand(command_id="mine", ping=pb2.PingCommand())
+    preset.timestamp.FromSeconds(5)
+    stamp(preset)
+    assert preset.command_id == "mine" and preset.timestamp.seconds == 5
+
+
+def test_deadline_and_metadata() -> None:
+    assert ack_deadline(5.0, 0.5) == 5.5
+    with pytest.raises(ValueError):
+        ack_deadline(0, 0.5)
+    assert bearer_metadata("t") == (("authorization", "Bearer t"),)
+    assert bearer_metadata("") == ()
+
+
+class FakeRpcError(grpc.aio.AioRpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+def test_errors_get_a_hint_and_keep_the_server_details() -> None:
+    error = client_error(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"), "h:1", 3.0)
+    assert error.code == grpc.StatusCode.UNAVAILABLE
+    assert "h:1" in error.details and "connection refused" in error.details
+    assert str(error).startswith("UNAVAILABLE: ")
+    deadline = client_error(FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, ""), "h:1", 3.5)
+    assert "3.5s" in deadline.details
+    other = client_error(FakeRpcError(grpc.StatusCode.INTERNAL, "boom"), "h:1", 1.0)
+    assert other.details == "boom"
