@@ -56,6 +56,7 @@ class Environment:
     debug: bool = False
     log_format: str = "text"
     log_level: str = "INFO"
+    metrics_port: int = 9100
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> "Environment":
@@ -78,6 +79,7 @@ class Environment:
             debug=parse_bool("DJANGO_DEBUG", env.get("DJANGO_DEBUG", "off")),
             log_format=log_format,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            metrics_port=parse_int("METRICS_PORT", env.get("METRICS_PORT", "9100")),
         )
 
 

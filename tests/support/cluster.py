@@ -36,6 +36,7 @@ class ReplicaProcess:
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
     @property
@@ -43,7 +44,8 @@ class ReplicaProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "ReplicaProcess":
-        env = {**self.env, "REPLICA_ID": self.replica_id, "GRPC_PORT": str(self.port)}
+        env = {**self.env, "REPLICA_ID": self.replica_id, "GRPC_PORT": str(self.port),
+               "METRICS_PORT": str(self.metrics_port)}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([sys.executable, "-W", "ignore", "manage.py", "rungrpc", "--host",
                                          "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -41,7 +41,8 @@ async def running_server(auth: bool = True, redis_url: str = "", replica_id: str
                          port: int = 0, **config_overrides: Any) -> AsyncIterator[RunningServer]:
     """Start a replica with FAST defaults (override any CryptoStreamingConfig field)."""
     env = replace(ENV, auth_enabled=auth, operator_tokens=(OPERATOR_TOKEN,), redis_url=redis_url,
-                  replica_id=replica_id or f"test-{uuid.uuid4().hex[:8]}", centrifugo_api_url="")
+                  replica_id=replica_id or f"test-{uuid.uuid4().hex[:8]}", centrifugo_api_url="",
+                  metrics_port=0)
     parts = {"publisher": publisher} if publisher is not None else {}
     replica = await start_replica("127.0.0.1", port, replace(FAST, **config_overrides), env=env, **parts)
     try:

@@ -16,6 +16,7 @@ from apps.crypto.publishing import NullPublisher, Publisher, PublisherConfig, bu
 from config.env import ENV, Environment
 
 from ..generated import common_pb2
+from . import metrics
 from .auth import Authenticator
 from .bus.bus import CommandBus
 from .bus.connect import build_redis
@@ -73,6 +74,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self._set_health(LIVENESS, True)
+        metrics.watch_publisher(self.publisher.stats)
         await self.publisher.start()
         self.journal.start()
         self.supervisor.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,9 @@ import grpc
 from ..generated import common_pb2
 from ..generated import crypto_streaming_pb2 as pb2
 from ..generated import crypto_streaming_pb2_grpc as pb2_grpc
+from . import metrics
 from .errors import InvalidRequest, NotServing, rpc_boundary
+from .bus.outcomes import Answer
 from .runtime import Runtime, current_runtime
 from .streaming.stream import ConnectFlow, metadata_of
 
@@ -37,6 +40,8 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         operator, command = self._accept(request, context, wait=False)
         delivery = await self.rt.bus.send(request.client_id, command, self._timeout(context, self.rt.config.send_timeout))
         self.rt.journal.delivery(command.command_id, delivery.delivered, delivery.routed_to, delivery.error)
+        metrics.COMMANDS.labels("send", command.WhichOneof("command"),
+                                "delivered" if delivery.delivered else "not_delivered").inc()
         logger.info("command.sent client_id=%s command_id=%s operator=%s delivered=%s", request.client_id,
                     command.command_id, operator, delivery.delivered)
         return pb2.SendCommandResponse(success=delivery.delivered, error=delivery.error)
@@ -46,8 +51,10 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
                                  context: grpc.aio.ServicerContext) -> common_pb2.CommandAck:
         operator, command = self._accept(request, context, wait=True)
         timeout = self._timeout(context, self.rt.config.ack_timeout)
+        started = time.perf_counter()
         answer = await self.rt.bus.execute(request.client_id, command, timeout)
         ack = answer.ack
+        self._observe(command, answer, time.perf_counter() - started)
         self.rt.journal.delivery(command.command_id, answer.delivery.delivered, answer.delivery.routed_to,
                                  answer.delivery.error)
         self.rt.journal.outcome(ack, timed_out=answer.timed_out)
@@ -56,6 +63,13 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         logger.info("command.executed client_id=%s command_id=%s operator=%s success=%s", request.client_id,
                     command.command_id, operator, ack.success)
         return ack
+
+    def _observe(self, command: pb2.DjangoCommand, answer: Answer, elapsed: float) -> None:
+        outcome = "acked" if answer.ack.success else ("timed_out" if answer.timed_out else "failed")
+        metrics.COMMANDS.labels("execute", command.WhichOneof("command"), outcome).inc()
+        if answer.from_stream:
+            route = "same" if answer.delivery.routed_to == self.rt.replica_id else "cross"
+            metrics.ACK_LATENCY.labels(route).observe(elapsed)
 
     def _accept(self, request: pb2.SendCommandRequest, context: grpc.aio.ServicerContext,
                 wait: bool) -> tuple[str, pb2.DjangoCommand]:

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .config import CryptoStreamingConfig
+from .metrics import serve_metrics
 from .runtime import SERVICE_NAME, Runtime, build_runtime
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ async def start_replica(host: str, port: int, config: CryptoStreamingConfig, ref
         raise RuntimeError(f"cannot bind {host}:{port}")
     await runtime.start()
     await server.start()
+    serve_metrics("0.0.0.0", runtime.env.metrics_port)
     logger.info("replica.started replica=%s address=%s:%d auth=%s", runtime.replica_id, host, bound,
                 "on" if runtime.env.auth_enabled else "off")
     return Replica(server, runtime, bound)

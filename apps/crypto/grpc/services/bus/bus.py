@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ...generated import common_pb2
 from ...generated import crypto_streaming_pb2 as pb2
+from .. import metrics
 from ..streaming.session import StreamSession
 from . import messages as m
 from .link import BusUnavailable, RedisLink
@@ -123,7 +124,7 @@ class CommandBus:
             owner = await self.link.owner(client_id, ack_wait)
             if owner is None:
                 return await self._hold(client_id, envelope, pending, deadline)
-            if owner.replica_id == self.me or not await self.link.publish(owner.replica_id, envelope):
+            if owner.replica_id == self.me or not await self._route(owner.replica_id, envelope):
                 logger.info("bus.stale_owner client_id=%s owner=%s", client_id, owner.token())
                 await self.link.clean_stale(client_id, owner)
                 continue
@@ -134,6 +135,14 @@ class CommandBus:
                 return Delivery(False, f"replica {owner.replica_id} did not confirm delivery in time")
             await asyncio.sleep(RETRY_PAUSE)
         return Delivery(False, f"client {client_id} not reached before the deadline")
+
+    async def _route(self, replica_id: str, envelope: m.Envelope) -> bool:
+        """Publish a command to its owner; no subscriber means the owner is gone."""
+        if await self.link.publish(replica_id, envelope):
+            metrics.BUS_ROUTED.inc()
+            return True
+        metrics.BUS_NO_SUBSCRIBER.inc()
+        return False
 
     async def _confirmation(self, pending: Pending, deadline: float) -> m.Envelope | None:
         wait = min(self.confirm_timeout, max(0.0, deadline - time.monotonic()))
@@ -151,7 +160,8 @@ class CommandBus:
         if status.startswith("owner:"):
             return await self._deliver(client_id, _parse(envelope), pending, deadline, envelope.wait_ack)
         logger.info("bus.command_held client_id=%s command_id=%s", client_id, envelope.command_id)
-        outcome = await self._confirmation_until(pending, min(deadline, time.monotonic() + self.grace))
+        with metrics.GRACE_HELD.track_inprogress():
+            outcome = await self._confirmation_until(pending, min(deadline, time.monotonic() + self.grace))
         if outcome is not None:
             return Delivery(True, routed_to=outcome.sender)
         if await self.link.withdraw(client_id, raw):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .. import metrics
 from .bus import CommandBus
 from .link import BusUnavailable
 
@@ -26,6 +27,7 @@ class BusRunner:
         self.on_health = on_health
         self.healthy = False
         self._subscribed = asyncio.Event()
+        self._ever_subscribed = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -65,6 +67,9 @@ class BusRunner:
         channel = self.bus.link.keys.channel(self.bus.me)
         async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(channel)
+            if self._ever_subscribed:
+                metrics.REDIS_RECONNECTS.inc()
+            self._ever_subscribed = True
             await self._recover()
             self._subscribed.set()
             async for message in pubsub.listen():

@@ -14,6 +14,7 @@ from ...generated import crypto_streaming_pb2 as pb2
 from ..auth import AuthError
 from ..bus.link import BusUnavailable
 from ..handlers.base import MessageContext
+from .. import metrics
 from .session import NORMAL, CloseReason, StreamSession
 
 if TYPE_CHECKING:
@@ -28,9 +29,9 @@ DRAINING = CloseReason(grpc.StatusCode.UNAVAILABLE, "replica is draining; reconn
 class StreamAborted(Exception):
     """The stream must end with this status before it ever became a session."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, label: str = "invalid") -> None:
         super().__init__(details)
-        self.code, self.details = code, details
+        self.code, self.details, self.label = code, details, label
 
 
 class ConnectFlow:
@@ -44,13 +45,15 @@ class ConnectFlow:
             first = await self._first_message(requests)
             await self.rt.authenticator.authenticate_client(metadata_of(context), first.client_id)
             if self.rt.draining:
-                raise StreamAborted(DRAINING.code, DRAINING.details)
+                raise StreamAborted(DRAINING.code, DRAINING.details, DRAINING.label)
             session = StreamSession(first.client_id, self.rt.config.outbound_queue_size)
             await self.rt.bus.attach(session)
         except (StreamAborted, AuthError) as exc:
+            metrics.STREAMS_CLOSED.labels(getattr(exc, "label", "auth")).inc()
             await context.abort(exc.code, exc.details)
             return
         except BusUnavailable as exc:
+            metrics.STREAMS_CLOSED.labels("redis_unavailable").inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             return
         await context.send_initial_metadata(((REPLICA_HEADER, self.rt.replica_id),))  # "accepted"
@@ -66,7 +69,8 @@ class ConnectFlow:
         except StopAsyncIteration:
             raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "stream closed before any message") from None
         except TimeoutError:
-            raise StreamAborted(grpc.StatusCode.DEADLINE_EXCEEDED, f"no first message within {timeout:g}s") from None
+            raise StreamAborted(grpc.StatusCode.DEADLINE_EXCEEDED, f"no first message within {timeout:g}s",
+                                "heartbeat_timeout") from None
         if not first.client_id:
             raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "first message must carry a client_id")
         if len(first.client_id) > 128:
@@ -77,6 +81,8 @@ class ConnectFlow:
                      requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> CloseReason:
         logger.info("stream.opened client_id=%s replica=%s epoch=%d", session.client_id, self.rt.replica_id,
                     session.epoch)
+        metrics.STREAMS_OPENED.inc()
+        metrics.ACTIVE_STREAMS.inc()
         await self.rt.lifecycle.connected(session.client_id, self.rt.replica_id)
         tasks = [asyncio.create_task(self._read(session, first, requests)),
                  asyncio.create_task(self._write(session, context))]
@@ -91,6 +97,8 @@ class ConnectFlow:
     async def _finish(self, session: StreamSession, tasks: list[asyncio.Task[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         reason = session.close_reason or NORMAL
+        metrics.ACTIVE_STREAMS.dec()
+        metrics.STREAMS_CLOSED.labels(reason.label).inc()
         try:
             await self.rt.bus.detach(session)
         except Exception as exc:  # Redis down: the claim expires by its TTL
@@ -116,13 +124,16 @@ class ConnectFlow:
             session.close(CLIENT_GONE)
 
     async def _process(self, session: StreamSession, message: pb2.ClientMessage) -> None:
-        kind = message.WhichOneof("payload")
+        kind = message.WhichOneof("payload") or "empty"
+        metrics.MESSAGES_IN.labels(kind).inc()
         session.touch(heartbeat=kind == "heartbeat")
         if kind == "command_ack":
             await self.rt.acks(session, message.command_ack)
         ctx = MessageContext(session.client_id, message.message_id, self.rt.replica_id, datetime.now(UTC),
                              self.rt.config.max_text_chars)
-        await self.rt.dispatch(ctx, message)
+        rejected = await self.rt.dispatch(ctx, message)
+        if rejected is not None:
+            metrics.MESSAGES_REJECTED.labels(kind, metrics.reject_cause(rejected)).inc()
         self.rt.publisher.publish_client_message(session.client_id, message)
 
     async def _write(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
