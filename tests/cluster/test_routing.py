@@ -80,13 +80,19 @@ async def test_takeover_across_replicas_moves_the_client(cluster):
         await operator.close()
 
 
-async def test_commands_held_during_a_short_disconnect_arrive_in_order(cluster):
-    operator = Operator(OPERATOR_TOKEN)
+async def leave_briefly(operator: Operator, cluster) -> RawBot:
+    """A bot that was routable on replica 0 and then ended its stream normally."""
     bot = await connect(cluster[0])
     await wait_routable(operator, cluster[1].target, bot.client_id)
     bot.close_sending()
     await bot.ended()
     await bot.__aexit__()
+    return bot
+
+
+async def test_commands_held_during_a_short_disconnect_arrive_in_order(cluster):
+    operator = Operator(OPERATOR_TOKEN)
+    bot = await leave_briefly(operator, cluster)
     sends = [asyncio.create_task(operator.send(cluster[1].target, bot.client_id, f"held-{i}"))
              for i in range(3)]
     await asyncio.sleep(0.3)
@@ -105,11 +111,7 @@ async def test_commands_held_during_a_short_disconnect_arrive_in_order(cluster):
 
 async def test_client_that_does_not_come_back_gets_nothing(cluster):
     operator = Operator(OPERATOR_TOKEN)
-    bot = await connect(cluster[0])
-    await wait_routable(operator, cluster[1].target, bot.client_id)
-    bot.close_sending()
-    await bot.ended()
-    await bot.__aexit__()
+    bot = await leave_briefly(operator, cluster)
     ack = await operator.execute(cluster[1].target, bot.client_id, "late-" + bot.client_id, timeout=20)
     assert not ack.success and "did not reconnect" in ack.error
     back = await connect(cluster[2], bot.client_id, key=bot.api_key, auto_ack=False)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
 from io import StringIO
 
 import grpc
@@ -28,7 +25,7 @@ from apps.crypto.grpc.services.commands import (
     sync_wallets,
 )
 from apps.crypto.models import Wallet
-from tests.support.grpc_server import FAST, OPERATOR_TOKEN, RunningServer, running_server
+from tests.support.grpc_server import RunningServer, running_server
 from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
@@ -43,21 +40,6 @@ def unique_id() -> str:
 
 def operator(server: RunningServer) -> CryptoStreamingCommandClient:
     return CryptoStreamingCommandClient(server.target, server.operator_token, ack_timeout=5.0)
-
-
-@asynccontextmanager
-async def replica_on(port: int) -> AsyncIterator[RunningServer]:
-    """running_server() on a fixed port, so a bot can find the restarted replica at the same address."""
-    from apps.crypto.grpc.services.serving import start_replica
-    from config.env import ENV
-
-    env = replace(ENV, auth_enabled=True, operator_tokens=(OPERATOR_TOKEN,), redis_url="",
-                  replica_id=f"e2e-{uuid.uuid4().hex[:6]}", centrifugo_api_url="")
-    replica = await start_replica("127.0.0.1", port, FAST, env=env)
-    try:
-        yield RunningServer(replica, f"127.0.0.1:{port}")
-    finally:
-        await replica.stop()
 
 
 async def test_every_command_reaches_the_bot_and_its_ack_comes_back() -> None:
@@ -106,14 +88,14 @@ async def test_send_command_management_command_end_to_end() -> None:
 async def test_bot_reconnects_after_the_server_restarts() -> None:
     port = free_port()
     client_id = unique_id()
-    async with replica_on(port) as server:
+    async with running_server(port=port) as server:
         key = await server.make_client_key(client_id)
         bot, _ = demo_bot(server.target, client_id, key)
         task = asyncio.create_task(bot.run())
         await asyncio.wait_for(bot.connected.wait(), 10)
     try:
         await eventually(lambda: not bot.connected.is_set(), 10, "bot saw the replica go")
-        async with replica_on(port) as server, operator(server) as client:
+        async with running_server(port=port) as server, operator(server) as client:
             await asyncio.wait_for(bot.connected.wait(), 10)
             assert bot.connects == 2
             assert (await ping(client, client_id)).message == "pong"

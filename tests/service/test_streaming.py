@@ -11,7 +11,7 @@ import pytest
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.models import CommandRecord
 from tests.support.grpc_server import running_server, stub
-from tests.support.rawbot import RawBot, heartbeat, message
+from tests.support.rawbot import RawBot, heartbeat
 from tests.support.waiting import eventually
 
 
