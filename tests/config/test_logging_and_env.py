@@ -1,0 +1,64 @@
+"""Log lines are structured; env and streaming config refuse nonsense with a clear message."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from apps.crypto.grpc.services.config import CryptoStreamingConfig
+from config.env import Environment
+from config.logging import JsonFormatter, ReplicaFilter, structured_fields
+
+
+def test_event_and_pairs_become_fields():
+    assert structured_fields("stream.opened client_id=bot-1 replica=r1 epoch=3") == {
+        "event": "stream.opened", "client_id": "bot-1", "replica": "r1", "epoch": "3"}
+    assert structured_fields("message.rejected client_id=c message_id='m 1' reason=x") == {
+        "event": "message.rejected", "client_id": "c", "message_id": "m 1", "reason": "x"}
+    assert structured_fields("Plain sentence without event") == {}
+
+
+def test_json_lines_carry_replica_event_and_keys():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "command.sent client_id=%s command_id=%s",
+                               ("c1", "k1"), None)
+    ReplicaFilter("r-7").filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["replica"], line["event"], line["client_id"], line["command_id"]) == ("r-7", "command.sent",
+                                                                                      "c1", "k1")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CRYPTO_AUTH": "maybe"}, "CRYPTO_AUTH must be on or off"),
+    ({"GRPC_PORT": "http"}, "GRPC_PORT must be an integer"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be text or json"),
+    ({"METRICS_PORT": "-1"}, "METRICS_PORT must be >= 0"),
+])
+def test_environment_refuses_nonsense(env, message):
+    with pytest.raises(ValueError, match=message):
+        Environment.from_mapping(env)
+
+
+def test_environment_defaults_and_token_list():
+    env = Environment.from_mapping({"CRYPTO_OPERATOR_TOKENS": " a, b ,,", "REDIS_URL": "redis://x"})
+    assert env.operator_tokens == ("a", "b") and env.auth_enabled and env.grpc_port == 50051
+    assert env.redis_url == "redis://x" and env.metrics_port == 9100
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"CRYPTO_HEARTBEAT_TIMEOUT": "10", "CRYPTO_HEARTBEAT_INTERVAL": "30"}, "heartbeat_timeout must exceed"),
+    ({"CRYPTO_ACK_TIMEOUT": "0"}, "ack_timeout must be > 0"),
+    ({"CRYPTO_OWNERSHIP_TTL": "3", "CRYPTO_OWNERSHIP_REFRESH": "2"}, "at least twice"),
+    ({"CRYPTO_ENABLE_PING": "sometimes"}, "CRYPTO_ENABLE_PING must be on or off"),
+    ({"CRYPTO_CENTRIFUGO_CHANNEL_PATTERN": "crypto:all"}, "must contain {client_id}"),
+])
+def test_streaming_config_refuses_nonsense(env, message):
+    with pytest.raises(ValueError, match=message):
+        CryptoStreamingConfig.from_env(env)
+
+
+def test_streaming_config_reads_env_and_grpc_aliases():
+    config = CryptoStreamingConfig.from_env({"CRYPTO_PING_INTERVAL": "5", "GRPC_SHUTDOWN_GRACE": "30",
+                                             "CRYPTO_ENABLE_PING": "off"})
+    assert (config.ping_interval, config.shutdown_grace, config.enable_ping) == (5.0, 30.0, False)
