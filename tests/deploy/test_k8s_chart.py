@@ -327,6 +327,15 @@ def test_hpa_scales_down_slowly(helm: Helm) -> None:
     assert down["stabilizationWindowSeconds"] >= 300
     assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
     assert not [d for d in helm.render() if d["kind"] == "HorizontalPodAutoscaler"]
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource"]
+
+
+def test_hpa_can_scale_on_active_streams_per_pod(helm: Helm) -> None:
+    hpa = find(helm.render(values=(CI_VALUES,), sets=("autoscaling.activeStreamsPerPod=2000",)),
+               "HorizontalPodAutoscaler")
+    pods = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert pods == [{"metric": {"name": "crypto_active_streams"},
+                     "target": {"type": "AverageValue", "averageValue": "2000"}}]
 
 
 def test_topology_spread(docs: list[dict[str, Any]]) -> None:
