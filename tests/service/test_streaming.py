@@ -11,7 +11,7 @@ import pytest
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.models import CommandRecord
 from tests.support.grpc_server import running_server, stub
-from tests.support.rawbot import RawBot, heartbeat
+from tests.support.rawbot import RawBot, heartbeat, message
 from tests.support.waiting import eventually
 
 
@@ -192,3 +192,17 @@ async def test_client_half_close_ends_stream_normally():
         bot.close_sending()
         assert await bot.ended() == grpc.StatusCode.OK
         await bot.__aexit__()
+
+
+async def test_oversize_message_ends_only_that_stream():
+    async with running_server(max_message_bytes=64 * 1024) as server:
+        other = await connected_bot(server)
+        bot = await connected_bot(server)
+        bot.send(message(bot.client_id, log=pb2.LogEntry(level="info", message="x" * 100_000)))
+        assert await bot.ended() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        async with server.channel() as channel:
+            ack = await stub(channel).ExecuteCommandSync(ping_request(other.client_id),
+                                                         metadata=server.operator_metadata(), timeout=5)
+        assert ack.success
+        await bot.__aexit__()
+        await other.__aexit__()
