@@ -1,6 +1,11 @@
-"""HTTP routes: the Django admin (served under ASGI by the optional web tier)."""
+"""HTTP routes: the Django admin and the operator API (served under ASGI by the optional web tier)."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from apps.crypto.api.urls import PREFIX as CRYPTO_API_PREFIX
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path(CRYPTO_API_PREFIX, include("apps.crypto.api.urls")),
+]

@@ -7,17 +7,22 @@ the raw key once, so the admin never adds one and never lets the hash be edited.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.views import ChangeList
 
+from .admin_actions import COMMAND_ACTION_FUNCTIONS
+from .live import CONNECTED, LiveView, fetch_live_view
 from .models import (
     Client,
     ClientApiKey,
@@ -75,13 +80,51 @@ CLIENT_LINKS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+LIVE_VIEW_ATTR = "_live_view"  # where LiveChangeList leaves the page's cluster view on each row
+
+
+class LiveChangeList(ChangeList):
+    """Reads the cluster view once per changelist page and hands it to every row."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if not self.result_list:
+            return
+        view = fetch_live_view()
+        for row in self.result_list:
+            setattr(row, LIVE_VIEW_ATTR, view)
+
+
+def render_live(view: LiveView, client_id: str) -> SafeString:
+    """connected (replica, heartbeat age) / disconnected / unknown (with why as a tooltip)."""
+    state = view.state(client_id)
+    if state.state != CONNECTED or state.last_heartbeat is None:
+        return format_html('<span title="{}">{}</span>', view.reason, state.state)
+    age = int((datetime.now(UTC) - state.last_heartbeat).total_seconds())
+    return format_html('<span title="connected since {}">connected</span> on {}<br>heartbeat {}s ago',
+                       state.connected_at.isoformat() if state.connected_at else "-", state.replica, max(age, 0))
+
+
 @admin.register(Client)
 class ClientAdmin(ModelAdmin):
-    list_display = ("client_id", "name", "client_type", "version", "status", "last_seen", "first_seen")
+    list_display = ("client_id", "name", "client_type", "version", "status", "live_state", "last_seen",
+                    "first_seen")
     list_filter = ("status", "client_type", "last_seen")
     search_fields = ("client_id", "name")
-    readonly_fields = ("first_seen", "last_seen", "related")
+    readonly_fields = ("first_seen", "last_seen", "live_state", "related")
     inlines = (WalletInline,)
+    actions = COMMAND_ACTION_FUNCTIONS
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return LiveChangeList
+
+    @admin.display(description="live connection")
+    def live_state(self, obj: Client) -> SafeString:
+        """From the page's cluster view on the changelist; a fresh read on a single client's page."""
+        if obj.pk is None:
+            return format_html("{}", "-")
+        view = getattr(obj, LIVE_VIEW_ATTR, None) or fetch_live_view()
+        return render_live(view, obj.client_id)
 
     @admin.display(description="Related records")
     def related(self, obj: Client) -> str:

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.metrics import serve_metrics
+from apps.crypto.models import RejectedMessage
 from tests.service.test_streaming import connected_bot
 from tests.support.grpc_server import running_server
 from tests.support.operator import Operator
@@ -42,6 +43,7 @@ async def test_metrics_follow_a_scripted_scenario():
             await operator.execute(a.target, bot.client_id)  # cross replica
             bot.send(message(bot.client_id, transaction=pb2.TransactionReport(
                 transaction_id="t", type="gift", symbol="BTC", amount="1")))  # rejected: unknown type
+            await eventually(RejectedMessage.objects.filter(client_id=bot.client_id).aexists, message="rejected")
             replacement = RawBot(b.target, bot.client_id, bot.api_key)
             await replacement.__aenter__()
             replacement.send(heartbeat(bot.client_id))  # takeover

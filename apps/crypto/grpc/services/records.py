@@ -16,6 +16,7 @@ from google.protobuf.json_format import MessageToDict
 
 from ..generated import common_pb2
 from ..generated import crypto_streaming_pb2 as pb2
+from .bus.outcomes import Delivery
 
 logger = logging.getLogger(__name__)
 Job = Callable[[], Awaitable[Any]]
@@ -63,13 +64,13 @@ class CommandJournal:
                     "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait}
         self._put(lambda: _upsert(command.command_id, defaults))
 
-    def delivery(self, command_id: str, delivered: bool, routed_to: str, error: str) -> None:
-        now = datetime.now(UTC)
-        defaults: dict[str, Any] = {"routed_to": routed_to, "delivered_at": now} if delivered else {
-            "outcome": "failed", "ack_error": error, "finished_at": now}
-        if delivered:
-            defaults["outcome"] = "delivered"
-        self._put(lambda: _upsert(command_id, defaults, keep_final=delivered))
+    def delivery(self, command_id: str, delivery: Delivery) -> None:
+        """Where the command went and when it reached the stream (or why it never did)."""
+        at = datetime.fromtimestamp(delivery.at, UTC)
+        defaults: dict[str, Any] = (
+            {"outcome": "delivered", "routed_to": delivery.routed_to, "delivered_at": at} if delivery.delivered
+            else {"outcome": "failed", "ack_error": delivery.error, "finished_at": at})
+        self._put(lambda: _upsert(command_id, defaults, keep_final=delivery.delivered))
 
     def outcome(self, ack: common_pb2.CommandAck, timed_out: bool) -> None:
         outcome = "acked" if ack.success else ("timed_out" if timed_out else "failed")
@@ -81,9 +82,10 @@ class CommandJournal:
 async def _upsert(command_id: str, defaults: dict[str, Any], keep_final: bool = False) -> None:
     from apps.crypto.models import CommandRecord
 
-    if keep_final:  # a delivery note must not overwrite an ack that was written first
+    if keep_final:  # a delivery note must not overwrite an ack written first, but still says where it went
         updated = await CommandRecord.objects.filter(command_id=command_id, finished_at__isnull=True).aupdate(
             **defaults)
-        if updated or await CommandRecord.objects.filter(command_id=command_id).aexists():
+        route = {name: value for name, value in defaults.items() if name != "outcome"}
+        if updated or await CommandRecord.objects.filter(command_id=command_id).aupdate(**route):
             return
     await CommandRecord.objects.aupdate_or_create(command_id=command_id, defaults=defaults)

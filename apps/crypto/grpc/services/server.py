@@ -39,7 +39,7 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
                                   context: grpc.aio.ServicerContext) -> pb2.SendCommandResponse:
         operator, command = self._accept(request, context, wait=False)
         delivery = await self.rt.bus.send(request.client_id, command, self._timeout(context, self.rt.config.send_timeout))
-        self.rt.journal.delivery(command.command_id, delivery.delivered, delivery.routed_to, delivery.error)
+        self.rt.journal.delivery(command.command_id, delivery)
         metrics.COMMANDS.labels("send", command.WhichOneof("command"),
                                 "delivered" if delivery.delivered else "not_delivered").inc()
         logger.info("command.sent client_id=%s command_id=%s operator=%s delivered=%s", request.client_id,
@@ -55,8 +55,7 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         answer = await self.rt.bus.execute(request.client_id, command, timeout)
         ack = answer.ack
         self._observe(command, answer, time.perf_counter() - started)
-        self.rt.journal.delivery(command.command_id, answer.delivery.delivered, answer.delivery.routed_to,
-                                 answer.delivery.error)
+        self.rt.journal.delivery(command.command_id, answer.delivery)
         self.rt.journal.outcome(ack, timed_out=answer.timed_out)
         if not answer.from_stream:  # the client's own acks were published from its stream
             self.rt.publisher.publish_ack(request.client_id, ack)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from ...generated import common_pb2
 from ..streaming.session import CloseReason
@@ -12,9 +13,12 @@ import grpc
 
 @dataclass(frozen=True)
 class Delivery:
+    """Whether a command reached the client's live stream, where, and when this was known."""
+
     delivered: bool
     error: str = ""
     routed_to: str = ""
+    at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
