@@ -1,14 +1,14 @@
 """Command records (the audit trail of every command) written off the hot path.
 
-Writes go through one bounded background queue; a full queue drops the write with a
-log line rather than slowing a command.
+Events of a command (accepted, delivered, answered) are merged in memory and written in
+batches: one bulk upsert per batch instead of several upserts per command. The buffer is
+bounded; past it a record is dropped and counted (metric crypto_journal_dropped_total).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,76 +16,91 @@ from google.protobuf.json_format import MessageToDict
 
 from ..generated import common_pb2
 from ..generated import crypto_streaming_pb2 as pb2
+from . import metrics
 from .bus.outcomes import Delivery
 
 logger = logging.getLogger(__name__)
-Job = Callable[[], Awaitable[Any]]
+DELIVERED = "delivered"
 
 
 class CommandJournal:
-    """Serial writer of CommandRecord rows; update_or_create makes the order of writers irrelevant."""
+    """Buffers CommandRecord fields per command_id and flushes them every `interval` seconds."""
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self._queue: asyncio.Queue[Job] = asyncio.Queue(limit)
+    def __init__(self, limit: int = 50_000, interval: float = 0.05) -> None:
+        self.limit, self.interval = limit, interval
+        self._pending: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="command-journal")
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Flush what is queued (bounded), then stop."""
-        try:
-            await asyncio.wait_for(self._queue.join(), timeout)
-        except TimeoutError:
-            logger.warning("journal.flush_incomplete left=%d", self._queue.qsize())
+        """Stop the loop, then write what is buffered (bounded by timeout)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-    def _put(self, job: Job) -> None:
         try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
-            logger.warning("journal.dropped reason=queue_full")
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            logger.warning("journal.flush_incomplete left=%d", len(self._pending))
+
+    def _put(self, command_id: str, fields: dict[str, Any]) -> None:
+        record = self._pending.get(command_id)
+        if record is None:
+            if len(self._pending) >= self.limit:
+                metrics.JOURNAL_DROPPED.inc()
+                return
+            record = self._pending[command_id] = {}
+        if record.get("outcome") not in (None, "queued", DELIVERED) and fields.get("outcome") == DELIVERED:
+            fields = {k: v for k, v in fields.items() if k != "outcome"}  # never step back from a final outcome
+        record.update(fields)
 
     async def _run(self) -> None:
         while True:
-            job = await self._queue.get()
+            await asyncio.sleep(self.interval)
             try:
-                await job()
+                await self.flush()
             except Exception as exc:
                 logger.warning("journal.write_failed error=%s", type(exc).__name__)
-            finally:
-                self._queue.task_done()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        groups: dict[tuple[bool, tuple[str, ...]], list[tuple[str, dict[str, Any]]]] = {}
+        for command_id, fields in batch.items():
+            key = (fields.get("outcome") == DELIVERED, tuple(sorted(fields)))
+            groups.setdefault(key, []).append((command_id, fields))
+        for (delivered_only, names), rows in groups.items():
+            await _write(names, rows, delivered_only)
 
     def accepted(self, client_id: str, command: pb2.DjangoCommand, sent_by: str, replica: str, wait: bool) -> None:
-        defaults = {"client_id": client_id, "kind": command.WhichOneof("command") or "",
-                    "payload": MessageToDict(command, preserving_proto_field_name=True),
-                    "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait}
-        self._put(lambda: _upsert(command.command_id, defaults))
+        self._put(command.command_id, {
+            "client_id": client_id, "kind": command.WhichOneof("command") or "",
+            "payload": MessageToDict(command, preserving_proto_field_name=True),
+            "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait})
 
     def delivery(self, command_id: str, delivery: Delivery) -> None:
         """Where the command went and when it reached the stream (or why it never did)."""
         at = datetime.fromtimestamp(delivery.at, UTC)
-        defaults: dict[str, Any] = (
-            {"outcome": "delivered", "routed_to": delivery.routed_to, "delivered_at": at} if delivery.delivered
-            else {"outcome": "failed", "ack_error": delivery.error, "finished_at": at})
-        self._put(lambda: _upsert(command_id, defaults, keep_final=delivery.delivered))
+        self._put(command_id, {"outcome": DELIVERED, "routed_to": delivery.routed_to, "delivered_at": at}
+                  if delivery.delivered else {"outcome": "failed", "ack_error": delivery.error, "finished_at": at})
 
     def outcome(self, ack: common_pb2.CommandAck, timed_out: bool) -> None:
         outcome = "acked" if ack.success else ("timed_out" if timed_out else "failed")
-        defaults = {"outcome": outcome, "ack_success": ack.success, "ack_message": ack.message,
-                    "ack_error": ack.error, "finished_at": datetime.now(UTC)}
-        self._put(lambda: _upsert(ack.command_id, defaults))
+        self._put(ack.command_id, {"outcome": outcome, "ack_success": ack.success, "ack_message": ack.message,
+                                   "ack_error": ack.error, "finished_at": datetime.now(UTC)})
 
 
-async def _upsert(command_id: str, defaults: dict[str, Any], keep_final: bool = False) -> None:
+async def _write(names: tuple[str, ...], rows: list[tuple[str, dict[str, Any]]], delivered_only: bool) -> None:
+    """One bulk upsert; a delivery note never overwrites an outcome the owner already wrote."""
     from apps.crypto.models import CommandRecord
 
-    if keep_final:  # a delivery note must not overwrite an ack written first, but still says where it went
-        updated = await CommandRecord.objects.filter(command_id=command_id, finished_at__isnull=True).aupdate(
-            **defaults)
-        route = {name: value for name, value in defaults.items() if name != "outcome"}
-        if updated or await CommandRecord.objects.filter(command_id=command_id).aupdate(**route):
-            return
-    await CommandRecord.objects.aupdate_or_create(command_id=command_id, defaults=defaults)
+    objects = [CommandRecord(command_id=command_id, **fields) for command_id, fields in rows]
+    update = [n for n in names if not (delivered_only and n == "outcome")]
+    if update:
+        await CommandRecord.objects.abulk_create(objects, update_conflicts=True, unique_fields=["command_id"],
+                                                 update_fields=update)
+    else:
+        await CommandRecord.objects.abulk_create(objects, ignore_conflicts=True)
+    if delivered_only:
+        ids = [command_id for command_id, _ in rows]
+        await CommandRecord.objects.filter(command_id__in=ids, outcome="queued").aupdate(outcome=DELIVERED)

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = "crypto.CryptoStreamingService"
 READINESS, LIVENESS = "readiness", "liveness"
 READY_SERVICES = ("", READINESS, SERVICE_NAME)
+ACK_SETTLE = 1.0  # seconds a draining stream waits for acks of commands it already delivered
 _CURRENT: list["Runtime"] = []
 
 
@@ -102,7 +103,13 @@ class Runtime:
         await self._wait_detached(self.config.drain_window + 2.0)
 
     async def _end_later(self, session: StreamSession) -> None:
+        """Jittered, so clients do not reconnect all at once; in-flight acks get a moment first."""
         await asyncio.sleep(random.uniform(0, self.config.drain_window))
+        session.draining = True
+        loop = asyncio.get_running_loop()
+        until = loop.time() + ACK_SETTLE
+        while session.inflight and not session.closed and loop.time() < until:
+            await asyncio.sleep(0.02)
         session.close(DRAINING)
 
     async def _wait_detached(self, timeout: float) -> None:

@@ -67,10 +67,10 @@ class CommandBus:
         """Answer in-flight commands at once and release the claim (compare-and-delete)."""
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
-        for command_id, reply_to in session.inflight.items():
+        inflight, session.inflight = session.inflight, {}
+        for command_id, reply_to in inflight.items():
             ack = failure_ack(command_id, DISCONNECTED)
             await self._reply(reply_to, m.Envelope(m.ACK, command_id=command_id, body=ack.SerializeToString()))
-        session.inflight.clear()
         lost = session.close_reason in (TAKEOVER, OWNERSHIP_LOST)
         if session.epoch and not lost:
             await self.link.release(session.client_id, session.epoch, grace=self.grace > 0)
@@ -124,6 +124,9 @@ class CommandBus:
             owner = await self.link.owner(client_id, ack_wait)
             if owner is None:
                 return await self._hold(client_id, envelope, pending, deadline)
+            if session is not None and session.draining and owner.replica_id == self.me:
+                await asyncio.sleep(RETRY_PAUSE)  # the stream ends shortly; then the command is held
+                continue
             if owner.replica_id == self.me or not await self._route(owner.replica_id, envelope):
                 logger.info("bus.stale_owner client_id=%s owner=%s", client_id, owner.token())
                 await self.link.clean_stale(client_id, owner)

@@ -28,6 +28,7 @@ class BusRunner:
         self.healthy = False
         self._subscribed = asyncio.Event()
         self._ever_subscribed = False
+        self._handling: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -44,6 +45,7 @@ class BusRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await asyncio.gather(*self._handling, return_exceptions=True)
 
     def _set_health(self, healthy: bool) -> None:
         if healthy != self.healthy:
@@ -74,7 +76,14 @@ class BusRunner:
             self._subscribed.set()
             async for message in pubsub.listen():
                 if message and message.get("type") == "message":
-                    await self._handle(message["data"])
+                    self._spawn(message["data"])
+
+    def _spawn(self, data: bytes) -> None:
+        """Handle envelopes concurrently (a reply publish must not stall the channel); order of
+        delivery into a stream is kept because a command is offered before the handler's first await."""
+        task = asyncio.create_task(self._handle(data))
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
 
     async def _handle(self, data: bytes) -> None:
         try:

@@ -42,6 +42,7 @@ class StreamSession:
     next_ping: float = 0.0
     inflight: dict[str, str] = field(default_factory=dict)  # command_id -> replica awaiting the ack
     close_reason: CloseReason | None = None
+    draining: bool = False  # takes no new commands; in-flight ones may still be acked
     _queue: deque[pb2.DjangoCommand] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -52,7 +53,7 @@ class StreamSession:
 
     def offer(self, command: pb2.DjangoCommand) -> bool:
         """Queue a command without waiting; a full queue ends the stream (slow reader)."""
-        if self.closed:
+        if self.closed or self.draining:
             return False
         if len(self._queue) >= self.queue_limit:
             self.close(slow_reader(self.queue_limit))

@@ -102,7 +102,8 @@ class ConnectFlow:
         try:
             await self.rt.bus.detach(session)
         except Exception as exc:  # Redis down: the claim expires by its TTL
-            logger.warning("stream.release_failed client_id=%s error=%s", session.client_id, type(exc).__name__)
+            logger.warning("stream.release_failed client_id=%s error=%s detail=%s", session.client_id,
+                           type(exc).__name__, exc)
         if reason.label != "takeover":  # the client lives on elsewhere: leave its status alone
             await self.rt.lifecycle.disconnected(session.client_id, reason.label)
         logger.info("stream.closed client_id=%s reason=%s", session.client_id, reason.label)

@@ -1,0 +1,46 @@
+"""The command journal merges a command's events and never steps back from a final outcome."""
+
+from __future__ import annotations
+
+import uuid
+
+from apps.crypto.grpc.generated import common_pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.services.bus.outcomes import Delivery
+from apps.crypto.grpc.services.records import CommandJournal
+from apps.crypto.models import CommandRecord
+
+
+def command() -> pb2.DjangoCommand:
+    return pb2.DjangoCommand(command_id=uuid.uuid4().hex, ping=pb2.PingCommand(sequence=3))
+
+
+async def test_events_of_one_command_become_one_complete_row():
+    journal, cmd = CommandJournal(), command()
+    journal.accepted("bot-j", cmd, "operator:x", "r1", wait=True)
+    journal.delivery(cmd.command_id, Delivery(True, routed_to="r2"))
+    journal.outcome(common_pb2.CommandAck(command_id=cmd.command_id, success=True, message="pong"), False)
+    await journal.flush()
+    row = await CommandRecord.objects.aget(command_id=cmd.command_id)
+    assert (row.kind, row.accepted_by, row.routed_to, row.outcome, row.ack_message) == ("ping", "r1", "r2",
+                                                                                         "acked", "pong")
+    assert row.delivered_at is not None and row.finished_at is not None
+
+
+async def test_a_late_delivery_note_keeps_the_owners_final_outcome():
+    journal, cmd = CommandJournal(), command()
+    await CommandRecord.objects.acreate(command_id=cmd.command_id, client_id="bot-j", outcome="acked")
+    journal.delivery(cmd.command_id, Delivery(True, routed_to="r2"))
+    await journal.flush()
+    row = await CommandRecord.objects.aget(command_id=cmd.command_id)
+    assert (row.outcome, row.routed_to) == ("acked", "r2")
+
+
+async def test_full_buffer_drops_and_counts():
+    journal = CommandJournal(limit=1)
+    first, second = command(), command()
+    journal.accepted("bot-j", first, "", "r1", wait=False)
+    journal.accepted("bot-j", second, "", "r1", wait=False)
+    await journal.close()
+    assert await CommandRecord.objects.filter(command_id=first.command_id).aexists()
+    assert not await CommandRecord.objects.filter(command_id=second.command_id).aexists()
