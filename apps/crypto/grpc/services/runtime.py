@@ -115,13 +115,14 @@ class Runtime:
     async def _wait_detached(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout
-        while self.bus.sessions and loop.time() < until:
+        while (self.bus.sessions or self.bus.detaching) and loop.time() < until:
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        await self._wait_detached(2.0)  # streams cancelled by server.stop still release their claims
         await self.supervisor.close()
         await self.runner.close()
         await self.journal.close()

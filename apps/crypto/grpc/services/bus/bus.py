@@ -43,6 +43,7 @@ class CommandBus:
         self.link, self.me = link, link.replica_id
         self.grace, self.confirm_timeout = grace, confirm_timeout
         self.sessions: dict[str, StreamSession] = {}
+        self.detaching = 0  # streams releasing their claims right now (shutdown waits for them)
         self._pending: dict[str, Pending] = {}
         self._handlers = {m.COMMAND: self._on_command, m.DELIVERED: self._on_delivery,
                           m.UNDELIVERABLE: self._on_delivery, m.ACK: self._on_ack_envelope,
@@ -67,6 +68,13 @@ class CommandBus:
         """Answer in-flight commands at once and release the claim (compare-and-delete)."""
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+        self.detaching += 1
+        try:
+            await self._detach(session)
+        finally:
+            self.detaching -= 1
+
+    async def _detach(self, session: StreamSession) -> None:
         inflight, session.inflight = session.inflight, {}
         for command_id, reply_to in inflight.items():
             ack = failure_ack(command_id, DISCONNECTED)

@@ -1,0 +1,145 @@
+"""A local cluster for one benchmark run: redis-server, a migrated database, N replica processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from .procs import OPERATOR_TOKEN, RedisProcess, Replica, run_checked
+
+KEY_PREFIX = "crypto"
+LOG_EVENT = re.compile(r" (WARNING|ERROR|CRITICAL) \S+ (?:replica=\S+ )?([a-z_]+(?:\.[a-z_]+)+)")
+BASE_ENV = {
+    "CRYPTO_AUTH": "off",
+    "CRYPTO_OPERATOR_TOKENS": OPERATOR_TOKEN,
+    "CRYPTO_ENABLE_PING": "off",
+    "LOG_LEVEL": "WARNING",
+    "METRICS_PORT": "0",  # no Prometheus listener (it would bind 0.0.0.0 and collide between replicas)
+    "CENTRIFUGO_API_URL": "",
+    "CENTRIFUGO_API_KEY": "",
+    "PYTHONUNBUFFERED": "1",
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+}
+
+
+@dataclass
+class Cluster:
+    """Owns everything it starts; close() stops it all (replicas first, then Redis)."""
+
+    workdir: Path
+    database_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    redis: RedisProcess | None = None
+    replicas: list[Replica] = field(default_factory=list)
+    _serial: int = 0
+
+    async def start(self) -> Cluster:
+        self.redis = RedisProcess(self.workdir).start()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.workdir / 'bench.sqlite3'}"
+        await run_checked([sys.executable, "-W", "ignore", "manage.py", "migrate", "--noinput", "-v0"],
+                          self.env(), timeout=180, what="manage.py migrate")
+        return self
+
+    def env(self, **extra: str) -> dict[str, str]:
+        assert self.redis is not None
+        env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+        env.update(BASE_ENV)
+        env.update(REDIS_URL=self.redis.url, DATABASE_URL=self.database_url)
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    def new_replica(self, **extra_env: str) -> Replica:
+        """Start a replica process (not yet ready: await replica.wait_ready())."""
+        self._serial += 1
+        name = f"r{self._serial}"
+        replica = Replica(name, self.env(**extra_env), self.workdir / f"{name}.log")
+        self.replicas.append(replica.start())
+        return replica
+
+    async def add_replicas(self, count: int, **extra_env: str) -> list[Replica]:
+        started = [self.new_replica(**extra_env) for _ in range(count)]
+        for replica in started:
+            await replica.wait_ready()
+        return started
+
+    @property
+    def live(self) -> list[Replica]:
+        return [r for r in self.replicas if r.alive]
+
+    def redis_client(self) -> aioredis.Redis:
+        assert self.redis is not None
+        return aioredis.Redis(host="127.0.0.1", port=self.redis.port)
+
+    def stop_replicas(self) -> None:
+        for replica in self.replicas:
+            replica.terminate()
+        for replica in self.replicas:
+            replica.stop()
+
+    def log_events(self) -> dict[str, int]:
+        """WARNING and ERROR events in the replicas' logs, counted by "LEVEL event" (journal.dropped, ...)."""
+        events: Counter[str] = Counter()
+        for replica in self.replicas:
+            if replica.log_path.exists():
+                for match in LOG_EVENT.finditer(replica.log_path.read_text(errors="replace")):
+                    events[f"{match[1]} {match[2]}"] += 1
+        events.pop("WARNING auth.disabled", None)  # CRYPTO_AUTH=off is the harness's choice
+        return dict(events)
+
+    def close(self) -> None:
+        self.stop_replicas()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+async def owners(redis: aioredis.Redis, client_ids: list[str]) -> dict[str, str]:
+    """client_id -> replica name holding its claim ("" when unclaimed), from crypto:owner:* keys."""
+    result: dict[str, str] = {}
+    for start in range(0, len(client_ids), 1000):
+        chunk = client_ids[start:start + 1000]
+        values = await redis.mget([f"{KEY_PREFIX}:owner:{c}" for c in chunk])
+        for client_id, raw in zip(chunk, values, strict=True):
+            result[client_id] = raw.decode().rpartition("|")[0] if raw else ""
+    return result
+
+
+async def count_claims(redis: aioredis.Redis, prefix: str) -> int:
+    """How many of the bench's clients (ids starting with prefix) have a live claim."""
+    count = 0
+    async for _ in redis.scan_iter(match=f"{KEY_PREFIX}:owner:{prefix}*", count=2000):
+        count += 1
+    return count
+
+
+
+async def wait_claims(c: Cluster, prefix: str, expected: int, timeout: float = 120.0) -> int:
+    """Poll until `expected` bots with this prefix hold a claim (or the timeout); the count seen."""
+    redis = c.redis_client()
+    try:
+        until = time.monotonic() + timeout
+        claimed = 0
+        while time.monotonic() < until:
+            claimed = await count_claims(redis, prefix)
+            if claimed >= expected:
+                break
+            await asyncio.sleep(0.25)
+        return claimed
+    finally:
+        await redis.aclose()
+
+
+async def redis_calls(redis: aioredis.Redis) -> Counter[str]:
+    """Calls per Redis command so far (INFO commandstats), e.g. {"publish": 1234, "evalsha": 567}."""
+    stats = await redis.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()
+                    if isinstance(v, dict) and "calls" in v})

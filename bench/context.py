@@ -1,0 +1,96 @@
+"""What every scenario gets: the options, a scratch folder, a unique client-id prefix, and start-up helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cluster import Cluster
+from .fleetctl import FleetProcess
+
+
+@dataclass(frozen=True)
+class Options:
+    replicas: int = 3
+    clients: int = 1000
+    database_url: str = ""
+    duration: float = 5.0  # seconds per measured latency step
+    concurrency: tuple[int, ...] = (1, 8, 32, 64)
+    fleet_channels: int = 4
+    ingest_clients: int = 100
+    ingest_messages: int = 20_000  # in all, per variant
+    ingest_seconds: float = 60.0  # cap on the sending phase
+    memory_steps: tuple[int, ...] = (1000, 5000, 10000)
+    load_concurrency: int = 8  # background commands in flight during failover / rollout
+    profile: bool = False
+    replica_env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Context:
+    options: Options
+    stamp: str
+    workdir: Path
+    prefix: str = field(default="")
+    log_events: dict[str, dict[str, int]] = field(default_factory=dict)  # cluster -> "LEVEL event" -> count
+
+    def __post_init__(self) -> None:
+        self.prefix = self.prefix or f"bench-{self.stamp.replace('-', '')}-"
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    @property
+    def database_kind(self) -> str:
+        return "postgresql" if self.options.database_url.startswith("postgres") else "sqlite"
+
+    @property
+    def results_dir(self) -> Path:
+        from .report import RESULTS
+
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        return RESULTS
+
+    def scratch(self, name: str) -> Path:
+        path = self.workdir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@contextlib.asynccontextmanager
+async def cluster(ctx: Context, name: str, replicas: int, **env: str) -> AsyncIterator[Cluster]:
+    """redis-server + migrated database + `replicas` ready replica processes; all stopped on exit."""
+    started = Cluster(ctx.scratch(name), ctx.options.database_url, dict(ctx.options.replica_env))
+    try:
+        ctx.log(f"{name}: starting redis-server and migrating the database")
+        await started.start()
+        ctx.log(f"{name}: starting {replicas} replica(s)")
+        await started.add_replicas(replicas, **env)
+        yield started
+    finally:
+        started.close()
+        ctx.log_events[name] = started.log_events()
+
+
+@contextlib.asynccontextmanager
+async def fleet(ctx: Context, targets: list[str], track: bool = False) -> AsyncIterator[FleetProcess]:
+    process = FleetProcess(targets, channels=ctx.options.fleet_channels, track=track)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.close()
+
+
+def machine() -> dict[str, Any]:
+    import grpc
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__,
+            "platform": platform.platform()}

@@ -1,0 +1,36 @@
+"""Row counts straight from the database (sqlite3 or psycopg), without Django in the harness."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+
+TABLES = ("crypto_transaction", "crypto_wallet", "crypto_client", "crypto_statuschange", "crypto_commandrecord",
+          "crypto_rejectedmessage")
+
+
+def _count_sync(url: str, tables: Sequence[str], client_prefix: str) -> dict[str, int]:
+    like = client_prefix + "%"
+    queries = {table: _query(table) for table in tables}
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30) as conn:
+            return {t: int(conn.execute(q.replace("%s", "?"), (like,)).fetchone()[0]) for t, q in queries.items()}
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return {t: int(conn.execute(q, (like,)).fetchone()[0]) for t, q in queries.items()}  # type: ignore[index]
+
+
+def _query(table: str) -> str:
+    """Only rows of this run's clients (ids start with the run prefix), so a shared database is fine."""
+    if table in ("crypto_commandrecord", "crypto_rejectedmessage"):
+        return f"SELECT COUNT(*) FROM {table} WHERE client_id LIKE %s"
+    if table == "crypto_client":
+        return "SELECT COUNT(*) FROM crypto_client WHERE client_id LIKE %s"
+    return (f"SELECT COUNT(*) FROM {table} t JOIN crypto_client c ON c.id = t.client_id "
+            f"WHERE c.client_id LIKE %s")
+
+
+async def count_rows(url: str, client_prefix: str, tables: Sequence[str] = TABLES) -> dict[str, int]:
+    return await asyncio.to_thread(_count_sync, url, tables, client_prefix)
