@@ -119,3 +119,12 @@ def test_envelope_round_trip_and_rejects_garbage():
     for bad in (b"not json", b'{"kind": "cmd", "unknown": 1}', b"[]"):
         with pytest.raises(ValueError):
             m.decode(bad)
+
+
+async def test_listening_sees_subscribers(server):
+    a = link_for(server, "A")
+    assert not await a.listening("B")
+    pubsub = a.redis.pubsub()
+    await pubsub.subscribe(a.keys.channel("B"))
+    assert await a.listening("B")
+    await pubsub.aclose()

@@ -24,6 +24,7 @@ from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 logger = logging.getLogger(__name__)
 DISCONNECTED = "client disconnected before acknowledging"
 RETRY_PAUSE = 0.02
+PROBE_AFTER = 0.5  # no delivery confirmation by then: check that the owner still listens
 
 
 @dataclass
@@ -139,7 +140,13 @@ class CommandBus:
                 logger.info("bus.stale_owner client_id=%s owner=%s", client_id, owner.token())
                 await self.link.clean_stale(client_id, owner)
                 continue
-            outcome = await self._confirmation(pending, deadline)
+            outcome = await self._confirmation(pending, deadline, PROBE_AFTER)
+            if outcome is None and not await self.link.listening(owner.replica_id):
+                logger.info("bus.owner_died client_id=%s owner=%s", client_id, owner.token())
+                await self.link.clean_stale(client_id, owner)  # it died right after our publish
+                continue
+            if outcome is None:
+                outcome = await self._confirmation(pending, deadline, self.confirm_timeout - PROBE_AFTER)
             if outcome is not None and outcome.kind == m.DELIVERED:
                 return Delivery(True, routed_to=outcome.sender)
             if outcome is None:
@@ -155,8 +162,8 @@ class CommandBus:
         metrics.BUS_NO_SUBSCRIBER.inc()
         return False
 
-    async def _confirmation(self, pending: Pending, deadline: float) -> m.Envelope | None:
-        wait = min(self.confirm_timeout, max(0.0, deadline - time.monotonic()))
+    async def _confirmation(self, pending: Pending, deadline: float, limit: float) -> m.Envelope | None:
+        wait = min(limit, max(0.0, deadline - time.monotonic()))
         try:
             return await asyncio.wait_for(pending.events.get(), wait)
         except TimeoutError:

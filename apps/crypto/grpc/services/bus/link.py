@@ -89,6 +89,12 @@ class RedisLink:
     async def publish(self, replica_id: str, envelope: Envelope) -> int:
         return int(await self._run(self.redis.publish(self.keys.channel(replica_id), encode(envelope))))
 
+    async def listening(self, replica_id: str) -> bool:
+        """Whether a replica is still subscribed to its channel (a killed one drops off at once)."""
+        channel = self.keys.channel(replica_id)
+        counts = await self._run(self.redis.pubsub_numsub(channel))
+        return any(int(count) > 0 for _, count in counts)
+
     async def clean_stale(self, client_id: str, owner: Owner) -> bool:
         k = self.keys
         keys = [k.owner(client_id), k.recent(client_id), k.presence(client_id)]
