@@ -7,7 +7,7 @@ import pytest
 
 from apps.crypto.grpc.services.bus import messages as m
 from apps.crypto.grpc.services.bus.keys import Keys
-from apps.crypto.grpc.services.bus.link import RedisLink
+from apps.crypto.grpc.services.bus.link import FOREIGN, RedisLink
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ async def test_every_key_written_has_a_ttl(server):
     a = link_for(server, "A")
     claim = await a.claim("c1")
     await a.owner("c1", ack_wait=("cmd1", 5))
-    await a.record_ack("cmd2", "x")
+    await a.record_ack("cmd2", "x", "c1")
     await a.beat(a_presence := {"c1": {"client_id": "c1", "replica": "A"}}, 10, 10)
     await a.release("c1", claim.epoch, grace=True)
     await a.hold("c1", "envelope")
@@ -99,9 +99,10 @@ async def test_release_without_grace_leaves_client_offline(server):
 async def test_ack_recorded_once_and_routed_to_waiter(server):
     a, b = link_for(server, "A"), link_for(server, "B")
     await a.owner("c1", ack_wait=("cmd1", 5))
-    assert await b.record_ack("cmd1", "ack") == "A"
-    assert await b.record_ack("cmd1", "ack") is None  # duplicate
-    assert await b.record_ack("cmd-unknown", "ack") == ""
+    assert await b.record_ack("cmd1", "ack", "c2") == FOREIGN  # another client's command: refused
+    assert await b.record_ack("cmd1", "ack", "c1") == "A"
+    assert await b.record_ack("cmd1", "ack", "c1") is None  # duplicate
+    assert await b.record_ack("cmd-unknown", "ack", "c1") == ""
 
 
 async def test_clean_stale_only_removes_the_claim_it_saw(server):

@@ -67,11 +67,13 @@ class Runtime:
     def replica_id(self) -> str:
         return self.bus.me
 
-    async def acks(self, session: StreamSession, ack: common_pb2.CommandAck) -> None:
+    async def acks(self, session: StreamSession, ack: common_pb2.CommandAck) -> bool:
+        """Route a client's ack; True when a waiting caller's replica records it."""
         try:
-            await self.bus.on_ack(session, ack)
+            return await self.bus.on_ack(session, ack)
         except BusUnavailable as exc:
             logger.warning("ack.forward_failed command_id=%s error=%s", ack.command_id, exc)
+            return False
 
     async def start(self) -> None:
         await self._set_health(LIVENESS, True)

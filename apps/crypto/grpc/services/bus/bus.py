@@ -18,7 +18,7 @@ from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
 from ..streaming.session import StreamSession
 from . import messages as m
-from .link import BusUnavailable, RedisLink
+from .link import FOREIGN, BusUnavailable, RedisLink
 from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
@@ -104,19 +104,25 @@ class CommandBus:
                 error = f"timed out after {timeout:g}s waiting for CommandAck"
                 return Answer(failure_ack(command.command_id, error), delivery, timed_out=True)
 
-    async def on_ack(self, session: StreamSession, ack: common_pb2.CommandAck) -> None:
-        """A client acknowledged: answer whoever waits, locally or on its replica."""
+    async def on_ack(self, session: StreamSession, ack: common_pb2.CommandAck) -> bool:
+        """A client acknowledged: answer whoever waits, locally or on its replica.
+
+        True when a waiting caller got the ack (its replica records the outcome) or it was a
+        duplicate: the owner need not store it again.
+        """
         reply_to = session.inflight.pop(ack.command_id, "")
         if reply_to == self.me:
             self._resolve_ack(ack)
-            return
-        waiter = await self.link.record_ack(ack.command_id, ack.SerializeToString().hex())
-        if waiter is None:
-            logger.info("bus.duplicate_ack client_id=%s command_id=%s", session.client_id, ack.command_id)
-            return
+            return True
+        waiter = await self.link.record_ack(ack.command_id, ack.SerializeToString().hex(), session.client_id)
+        if waiter is None or waiter == FOREIGN:
+            logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", session.client_id, ack.command_id,
+                        "duplicate" if waiter is None else "foreign")
+            return waiter is None
         target = reply_to or waiter
         if target:
             await self._reply(target, m.Envelope(m.ACK, command_id=ack.command_id, body=ack.SerializeToString()))
+        return bool(target)
 
     def _open(self, command_id: str, client_id: str) -> "_PendingScope":
         return _PendingScope(self._pending, command_id, client_id)

@@ -17,6 +17,7 @@ from .messages import Envelope, Owner, encode
 
 EPOCH_TTL_MS = 7 * 24 * 3600 * 1000
 ACK_RESULT_TTL_MS = 10 * 60 * 1000
+FOREIGN = "\n"  # record_ack: the command belongs to another client
 HELD_SLACK_MS = 5000  # held lists outlive the grace window by this, for withdrawals
 
 
@@ -82,7 +83,7 @@ class RedisLink:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.owner(client_id))
         if ack_wait:
-            pipe.set(self.keys.ack_wait(ack_wait[0]), self.replica_id, px=_ms(ack_wait[1]))
+            pipe.set(self.keys.ack_wait(ack_wait[0]), f"{self.replica_id}\n{client_id}", px=_ms(ack_wait[1]))
         results = await self._run(pipe.execute())
         return Owner.parse(results[0])
 
@@ -109,10 +110,11 @@ class RedisLink:
     async def withdraw(self, client_id: str, raw_envelope: str) -> bool:
         return bool(await self._run(self._withdraw(keys=[self.keys.held(client_id)], args=[raw_envelope])))
 
-    async def record_ack(self, command_id: str, raw_ack: str) -> str | None:
-        """The replica waiting for this ack ("" if none), or None when it is a duplicate."""
+    async def record_ack(self, command_id: str, raw_ack: str, client_id: str) -> str | None:
+        """The replica waiting for this ack ("" if none), FOREIGN for another client's command,
+        or None when it is a duplicate."""
         keys = [self.keys.ack_result(command_id), self.keys.ack_wait(command_id)]
-        result = await self._run(self._record_ack(keys=keys, args=[raw_ack, ACK_RESULT_TTL_MS]))
+        result = await self._run(self._record_ack(keys=keys, args=[raw_ack, ACK_RESULT_TTL_MS, client_id]))
         if result is None:
             return None
         return result.decode() if isinstance(result, bytes) else str(result)

@@ -68,14 +68,21 @@ WITHDRAW = """
 return redis.call('LREM', KEYS[1], 1, ARGV[1])
 """
 
-# KEYS[1] ack result, KEYS[2] ack wait
-# ARGV[1] ack envelope, ARGV[2] result TTL ms
-# Returns the waiting replica id ("" when nobody waits), or false for a duplicate ack.
+# KEYS[1] ack result, KEYS[2] ack wait ("replica\nclient_id")
+# ARGV[1] ack envelope, ARGV[2] result TTL ms, ARGV[3] client_id that sent the ack
+# Returns the waiting replica id ("" when nobody waits), "\n" when the command belongs to
+# another client (the ack is refused), or false for a duplicate ack.
 RECORD_ACK = """
+local waiter = redis.call('GET', KEYS[2])
+local replica = ''
+if waiter then
+  local sep = string.find(waiter, '\\n', 1, true)
+  if string.sub(waiter, sep + 1) ~= ARGV[3] then return '\\n' end
+  replica = string.sub(waiter, 1, sep - 1)
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-local waiter = redis.call('GET', KEYS[2]) or ''
 redis.call('DEL', KEYS[2])
-return waiter
+return replica
 """
 
 # KEYS[1] owner, KEYS[2] recent marker, KEYS[3] presence

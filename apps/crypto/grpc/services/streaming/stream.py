@@ -128,14 +128,17 @@ class ConnectFlow:
         kind = message.WhichOneof("payload") or "empty"
         metrics.MESSAGES_IN.labels(kind).inc()
         session.touch(heartbeat=kind == "heartbeat")
-        if kind == "command_ack":
-            await self.rt.acks(session, message.command_ack)
+        recorded_elsewhere = kind == "command_ack" and await self.rt.acks(session, message.command_ack)
+        if not recorded_elsewhere:  # an ack a caller waited for is recorded by that caller's replica
+            await self._store(session, message, kind)
+        self.rt.publisher.publish_client_message(session.client_id, message)
+
+    async def _store(self, session: StreamSession, message: pb2.ClientMessage, kind: str) -> None:
         ctx = MessageContext(session.client_id, message.message_id, self.rt.replica_id, datetime.now(UTC),
                              self.rt.config.max_text_chars)
         rejected = await self.rt.dispatch(ctx, message)
         if rejected is not None:
             metrics.MESSAGES_REJECTED.labels(kind, metrics.reject_cause(rejected)).inc()
-        self.rt.publisher.publish_client_message(session.client_id, message)
 
     async def _write(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
         try:
