@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.ports import free_port
 from tests.support.redis_server import redis_binary  # one way to find redis-server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,12 +40,6 @@ def guarded(args: list[str]) -> list[str]:
     if setpriv:
         return [setpriv, "--pdeathsig", "KILL", "--", *args]
     return [sys.executable, "-c", SHIM, *args]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
