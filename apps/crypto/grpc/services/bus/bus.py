@@ -57,7 +57,11 @@ class CommandBus:
         self.sessions[session.client_id] = session
         if previous is not None:
             previous.close(TAKEOVER)
-        claim = await self.link.claim(session.client_id)
+        try:
+            claim = await self.link.claim(session.client_id)
+        except BusUnavailable:
+            self._forget(session)  # never claimed: it must not linger as a local stream
+            raise
         session.epoch = claim.epoch
         if claim.previous and claim.previous.replica_id != self.me:
             evict = m.Envelope(m.EVICT, client_id=session.client_id, epoch=claim.epoch, sender=self.me)
@@ -67,13 +71,16 @@ class CommandBus:
 
     async def detach(self, session: StreamSession) -> None:
         """Answer in-flight commands at once and release the claim (compare-and-delete)."""
-        if self.sessions.get(session.client_id) is session:
-            del self.sessions[session.client_id]
+        self._forget(session)
         self.detaching += 1
         try:
             await self._detach(session)
         finally:
             self.detaching -= 1
+
+    def _forget(self, session: StreamSession) -> None:
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
 
     async def _detach(self, session: StreamSession) -> None:
         inflight, session.inflight = session.inflight, {}
@@ -138,7 +145,10 @@ class CommandBus:
             ack_wait = (command.command_id, deadline - time.monotonic() + 1.0) if wait_ack else None
             owner = await self.link.owner(client_id, ack_wait)
             if owner is None:
-                return await self._hold(client_id, envelope, pending, deadline)
+                held = await self._hold(client_id, envelope, pending, deadline)
+                if held is None:  # a new owner claimed the client meanwhile: route to it
+                    continue
+                return held
             if session is not None and session.draining and owner.replica_id == self.me:
                 await asyncio.sleep(RETRY_PAUSE)  # the stream ends shortly; then the command is held
                 continue
@@ -175,14 +185,18 @@ class CommandBus:
         except TimeoutError:
             return None
 
-    async def _hold(self, client_id: str, envelope: m.Envelope, pending: Pending, deadline: float) -> Delivery:
-        """No owner: hold the command while the client is inside its grace window."""
+    async def _hold(self, client_id: str, envelope: m.Envelope, pending: Pending,
+                    deadline: float) -> Delivery | None:
+        """No owner: hold the command while the client is inside its grace window.
+
+        None when an owner appeared in the meantime (the caller routes to it).
+        """
         raw = m.encode(envelope)
         status = await self.link.hold(client_id, raw)
         if status == "offline":
             return Delivery(False, f"client {client_id} is not connected")
         if status.startswith("owner:"):
-            return await self._deliver(client_id, _parse(envelope), pending, deadline, envelope.wait_ack)
+            return None
         logger.info("bus.command_held client_id=%s command_id=%s", client_id, envelope.command_id)
         with metrics.GRACE_HELD.track_inprogress():
             outcome = await self._confirmation_until(pending, min(deadline, time.monotonic() + self.grace))
@@ -285,10 +299,6 @@ class CommandBus:
         return {s.client_id: {"client_id": s.client_id, "replica": self.me, "connected_at": f"{s.connected_at:.3f}",
                               "last_heartbeat": f"{s.last_heartbeat:.3f}"}
                 for s in self.sessions.values() if not s.closed}
-
-
-def _parse(envelope: m.Envelope) -> pb2.DjangoCommand:
-    return pb2.DjangoCommand.FromString(envelope.body)
 
 
 class DuplicateCommand(ValueError):
