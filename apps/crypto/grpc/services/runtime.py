@@ -62,6 +62,7 @@ class Runtime:
     lifecycle: Lifecycle
     draining: bool = False
     _closed: bool = field(default=False, repr=False)
+    _health_updates: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     @property
     def replica_id(self) -> str:
@@ -84,7 +85,10 @@ class Runtime:
         await self.runner.start()
 
     def on_bus_health(self, healthy: bool) -> None:
-        asyncio.get_running_loop().create_task(self._set_ready(healthy and not self.draining))
+        """Called from the bus runner (sync): the health update runs as an owned task."""
+        task = asyncio.get_running_loop().create_task(self._set_ready(healthy and not self.draining))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     async def _set_ready(self, serving: bool) -> None:
         for name in READY_SERVICES:
@@ -127,6 +131,7 @@ class Runtime:
         await self._wait_detached(2.0)  # streams cancelled by server.stop still release their claims
         await self.supervisor.close()
         await self.runner.close()
+        await asyncio.gather(*self._health_updates, return_exceptions=True)
         await self.journal.close()
         await self.publisher.close()
         await self.bus.link.redis.aclose()
