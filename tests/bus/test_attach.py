@@ -1,9 +1,13 @@
-"""A stream whose claim cannot be written does not linger as a local session."""
+"""Attaching a stream: a failed claim leaves nothing behind, a racing command is not lost."""
 
 from __future__ import annotations
 
+import asyncio
+
+import fakeredis
 import pytest
 
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.bus.bus import CommandBus
 from apps.crypto.grpc.services.bus.connect import build_redis
 from apps.crypto.grpc.services.bus.keys import Keys
@@ -20,3 +24,16 @@ async def test_failed_claim_leaves_no_session():
         await bus.attach(session)
     assert "c1" not in bus.sessions
     await redis.aclose()
+
+
+async def test_command_racing_an_attach_is_delivered_locally_and_keeps_the_claim():
+    """The claim of a stream attaching on this replica is not mistaken for a stale one."""
+    link = RedisLink(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), Keys("t"), "A", owner_ttl=10, grace=5)
+    bus = CommandBus(link, grace=5, confirm_timeout=1)
+    await link.claim("c1")  # the attach's claim landed; its session is not local yet
+    session = StreamSession("c1", queue_limit=4)
+    command = pb2.DjangoCommand(command_id="cmd1", ping=pb2.PingCommand(sequence=1))
+    delivery, _ = await asyncio.gather(bus.send("c1", command, timeout=2), bus.attach(session))
+    assert delivery.delivered and delivery.routed_to == "A"
+    assert [c.command_id for c in session.pending()] == ["cmd1"]
+    assert (await link.owner("c1")).replica_id == "A"
