@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import fakeredis
 import pytest
 
 from apps.crypto.grpc.services.bus import messages as m
 from apps.crypto.grpc.services.bus.keys import Keys
-from apps.crypto.grpc.services.bus.link import FOREIGN, RedisLink
+from apps.crypto.grpc.services.bus.link import FOREIGN, RedisLink, Route
 
 
 @pytest.fixture
@@ -31,8 +33,8 @@ async def test_claim_epochs_grow_and_report_the_previous_owner(server):
 async def test_every_key_written_has_a_ttl(server):
     a = link_for(server, "A")
     claim = await a.claim("c1")
-    await a.owner("c1", ack_wait=("cmd1", 5))
-    await a.record_ack("cmd2", "x", "c1")
+    await a.route("c1", "cmd1", "envelope", ack_wait=5)
+    await a.settle_ack("cmd2", "x", "c1", "", "envelope")
     await a.beat(a_presence := {"c1": {"client_id": "c1", "replica": "A"}}, 10, 10)
     await a.release("c1", claim.epoch, grace=True)
     await a.hold("c1", "envelope")
@@ -98,11 +100,53 @@ async def test_release_without_grace_leaves_client_offline(server):
 
 async def test_ack_recorded_once_and_routed_to_waiter(server):
     a, b = link_for(server, "A"), link_for(server, "B")
-    await a.owner("c1", ack_wait=("cmd1", 5))
-    assert await b.record_ack("cmd1", "ack", "c2") == FOREIGN  # another client's command: refused
-    assert await b.record_ack("cmd1", "ack", "c1") == "A"
-    assert await b.record_ack("cmd1", "ack", "c1") is None  # duplicate
-    assert await b.record_ack("cmd-unknown", "ack", "c1") == ""
+    await a.route("c1", "cmd1", "cmd-envelope", ack_wait=5)
+    async with a.redis.pubsub() as sub:
+        await sub.subscribe("t:chan:A")
+        assert await b.settle_ack("cmd1", "ack", "c2", "", "x") == FOREIGN  # another client's command: refused
+        assert await b.settle_ack("cmd1", "ack", "c1", "", "ack-envelope") == "A"
+        assert await b.settle_ack("cmd1", "ack", "c1", "", "again") is None  # duplicate: not published
+        assert await b.settle_ack("cmd-unknown", "ack", "c1", "", "x") == ""
+        assert await published(sub) == ["ack-envelope"]
+
+
+async def test_settle_ack_publishes_to_the_replica_the_owner_names(server):
+    b = link_for(server, "B")
+    async with b.redis.pubsub() as sub:
+        await sub.subscribe("t:chan:C")
+        assert await b.settle_ack("cmd1", "ack", "c1", "C", "ack-envelope") == "C"
+        assert await published(sub) == ["ack-envelope"]
+
+
+async def test_route_publishes_to_the_owner_in_one_call(server):
+    a, b = link_for(server, "A"), link_for(server, "B")
+    claim = await b.claim("c1")
+    async with a.redis.pubsub() as sub:
+        await sub.subscribe("t:chan:B")
+        route = await a.route("c1", "cmd1", "cmd-envelope", ack_wait=5)
+        assert route == Route(m.Owner("B", claim.epoch), 1)
+        assert await published(sub) == ["cmd-envelope"]
+    assert await a.redis.get("t:ackwait:cmd1") == b"A\nc1"
+    await link_for(server, "C").claim("c2")
+    assert (await a.route("c2", "cmd2", "x")).receivers == 0  # nobody listens on C's channel
+    assert await a.redis.get("t:ackwait:cmd2") is None  # not awaited: no ack wait recorded
+
+
+async def test_route_publishes_nothing_without_a_remote_owner(server):
+    a = link_for(server, "A")
+    assert await a.route("c1", "cmd1", "x") == Route(None, -1)
+    claim = await a.claim("c1")
+    assert await a.route("c1", "cmd2", "x") == Route(m.Owner("A", claim.epoch), -1)
+
+
+async def published(sub, wait: float = 0.3) -> list[str]:
+    """Messages that reached a subscription within `wait` seconds (subscribe confirmations skipped)."""
+    out, until = [], asyncio.get_running_loop().time() + wait
+    while asyncio.get_running_loop().time() < until:
+        message = await sub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+        if message is not None:
+            out.append(message["data"].decode())
+    return out
 
 
 async def test_clean_stale_only_removes_the_claim_it_saw(server):

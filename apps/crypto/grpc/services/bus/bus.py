@@ -1,7 +1,9 @@
 """CommandBus: local streams, claims in Redis, routing to owners, and ack correlation.
 
 A command for a client held on this replica goes straight into its stream; otherwise it
-is published on the owner's channel and the owner confirms delivery over ours. A client
+is published on the owner's channel (owner lookup, ack-wait record and publish in one Lua
+call) and the owner confirms delivery over ours. For ExecuteCommandSync the client's ack
+is the confirmation; the owner sends a separate one only when that ack is slow. A client
 that disconnected within the grace window gets its commands held in Redis and delivered
 when it reconnects anywhere.
 """
@@ -18,13 +20,14 @@ from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
 from ..streaming.session import StreamSession
 from . import messages as m
-from .link import FOREIGN, BusUnavailable, RedisLink
+from .link import FOREIGN, BusUnavailable, RedisLink, Route
 from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
 DISCONNECTED = "client disconnected before acknowledging"
 RETRY_PAUSE = 0.02
 PROBE_AFTER = 0.5  # no delivery confirmation by then: check that the owner still listens
+CONFIRM_AFTER = 0.1  # an awaited command not acked by then gets a separate delivery confirmation
 
 
 @dataclass
@@ -46,6 +49,7 @@ class CommandBus:
         self.sessions: dict[str, StreamSession] = {}
         self.detaching = 0  # streams releasing their claims right now (shutdown waits for them)
         self._pending: dict[str, Pending] = {}
+        self._confirming: set[asyncio.Task[None]] = set()
         self._handlers = {m.COMMAND: self._on_command, m.DELIVERED: self._on_delivery,
                           m.UNDELIVERABLE: self._on_delivery, m.ACK: self._on_ack_envelope,
                           m.EVICT: self._on_evict}
@@ -86,7 +90,8 @@ class CommandBus:
         inflight, session.inflight = session.inflight, {}
         for command_id, reply_to in inflight.items():
             ack = failure_ack(command_id, DISCONNECTED)
-            await self._reply(reply_to, m.Envelope(m.ACK, command_id=command_id, body=ack.SerializeToString()))
+            envelope = m.Envelope(m.ACK, command_id=command_id, body=ack.SerializeToString(), sender=self.me)
+            await self._reply(reply_to, envelope)
         lost = session.close_reason in (TAKEOVER, OWNERSHIP_LOST)
         if session.epoch and not lost:
             await self.link.release(session.client_id, session.epoch, grace=self.grace > 0)
@@ -121,14 +126,13 @@ class CommandBus:
         if reply_to == self.me:
             self._resolve_ack(ack)
             return True
-        waiter = await self.link.record_ack(ack.command_id, ack.SerializeToString().hex(), session.client_id)
-        if waiter is None or waiter == FOREIGN:
+        body = ack.SerializeToString()
+        envelope = m.encode(m.Envelope(m.ACK, command_id=ack.command_id, body=body, sender=self.me))
+        target = await self.link.settle_ack(ack.command_id, body.hex(), session.client_id, reply_to, envelope)
+        if target is None or target == FOREIGN:
             logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", session.client_id, ack.command_id,
-                        "duplicate" if waiter is None else "foreign")
-            return waiter is None
-        target = reply_to or waiter
-        if target:
-            await self._reply(target, m.Envelope(m.ACK, command_id=ack.command_id, body=ack.SerializeToString()))
+                        "duplicate" if target is None else "foreign")
+            return target is None
         return bool(target)
 
     def _open(self, command_id: str, client_id: str) -> "_PendingScope":
@@ -138,21 +142,23 @@ class CommandBus:
                        deadline: float, wait_ack: bool) -> Delivery:
         envelope = m.Envelope(m.COMMAND, client_id=client_id, command_id=command.command_id, reply_to=self.me,
                               body=command.SerializeToString(), wait_ack=wait_ack)
+        raw = m.encode(envelope)
         while time.monotonic() < deadline:
             session = self.sessions.get(client_id)
             if session is not None and self._offer(session, command, self.me if wait_ack else ""):
                 return Delivery(True, routed_to=self.me)
-            ack_wait = (command.command_id, deadline - time.monotonic() + 1.0) if wait_ack else None
-            owner = await self.link.owner(client_id, ack_wait)
+            ack_wait = deadline - time.monotonic() + 1.0 if wait_ack else 0.0
+            route = await self.link.route(client_id, command.command_id, raw, ack_wait)
+            owner = route.owner
             if owner is None:
                 held = await self._hold(client_id, envelope, pending, deadline)
                 if held is None:  # a new owner claimed the client meanwhile: route to it
                     continue
                 return held
-            if session is not None and session.draining and owner.replica_id == self.me:
-                await asyncio.sleep(RETRY_PAUSE)  # the stream ends shortly; then the command is held
+            if owner.replica_id == self.me and client_id in self.sessions:
+                await asyncio.sleep(RETRY_PAUSE)  # attached meanwhile, or ending shortly (then it is held)
                 continue
-            if owner.replica_id == self.me or not await self._route(owner.replica_id, envelope):
+            if not self._routed(route):
                 logger.info("bus.stale_owner client_id=%s owner=%s", client_id, owner.token())
                 await self.link.clean_stale(client_id, owner)
                 continue
@@ -163,19 +169,20 @@ class CommandBus:
                 continue
             if outcome is None:
                 outcome = await self._confirmation(pending, deadline, self.confirm_timeout - PROBE_AFTER)
-            if outcome is not None and outcome.kind == m.DELIVERED:
+            if outcome is not None and outcome.kind in CONFIRMS:
                 return Delivery(True, routed_to=outcome.sender)
             if outcome is None:
                 return Delivery(False, f"replica {owner.replica_id} did not confirm delivery in time")
             await asyncio.sleep(RETRY_PAUSE)
         return Delivery(False, f"client {client_id} not reached before the deadline")
 
-    async def _route(self, replica_id: str, envelope: m.Envelope) -> bool:
-        """Publish a command to its owner; no subscriber means the owner is gone."""
-        if await self.link.publish(replica_id, envelope):
+    def _routed(self, route: Route) -> bool:
+        """Published to another replica; 0 receivers means that owner is gone (its claim is stale)."""
+        if route.receivers > 0:
             metrics.BUS_ROUTED.inc()
             return True
-        metrics.BUS_NO_SUBSCRIBER.inc()
+        if route.receivers == 0:
+            metrics.BUS_NO_SUBSCRIBER.inc()
         return False
 
     async def _confirmation(self, pending: Pending, deadline: float, limit: float) -> m.Envelope | None:
@@ -214,7 +221,7 @@ class CommandBus:
                 event = await asyncio.wait_for(pending.events.get(), remaining)
             except TimeoutError:
                 return None
-            if event.kind == m.DELIVERED:
+            if event.kind in CONFIRMS:
                 return event
         return None
 
@@ -246,8 +253,24 @@ class CommandBus:
     async def _deliver_here(self, session: StreamSession, envelope: m.Envelope) -> None:
         command = pb2.DjangoCommand.FromString(envelope.body)
         ok = self._offer(session, command, envelope.reply_to if envelope.wait_ack else "")
+        if ok and envelope.wait_ack:
+            asyncio.get_running_loop().call_later(CONFIRM_AFTER, self._confirm_if_unacked, session, envelope)
+            return
         kind = m.DELIVERED if ok else m.UNDELIVERABLE
         await self._reply(envelope.reply_to, m.Envelope(kind, command_id=envelope.command_id, sender=self.me))
+
+    def _confirm_if_unacked(self, session: StreamSession, envelope: m.Envelope) -> None:
+        """The ack normally proves delivery; a slow one gets a separate confirmation (an owned task)."""
+        if session.inflight.get(envelope.command_id) != envelope.reply_to:
+            return  # acked, or the stream ended and a failure ack went out
+        reply = m.Envelope(m.DELIVERED, command_id=envelope.command_id, sender=self.me)
+        task = asyncio.create_task(self._reply(envelope.reply_to, reply))
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
+
+    async def close(self) -> None:
+        """Wait for delivery confirmations still being sent."""
+        await asyncio.gather(*self._confirming, return_exceptions=True)
 
     async def _on_delivery(self, envelope: m.Envelope) -> None:
         pending = self._pending.get(envelope.command_id)
@@ -255,7 +278,9 @@ class CommandBus:
             pending.events.put_nowait(envelope)
 
     async def _on_ack_envelope(self, envelope: m.Envelope) -> None:
+        """An ack from the owner also confirms the delivery the caller may still be waiting on."""
         self._resolve_ack(common_pb2.CommandAck.FromString(envelope.body))
+        await self._on_delivery(envelope)
 
     async def _on_evict(self, envelope: m.Envelope) -> None:
         session = self.sessions.get(envelope.client_id)
@@ -299,6 +324,9 @@ class CommandBus:
         return {s.client_id: {"client_id": s.client_id, "replica": self.me, "connected_at": f"{s.connected_at:.3f}",
                               "last_heartbeat": f"{s.last_heartbeat:.3f}"}
                 for s in self.sessions.values() if not s.closed}
+
+
+CONFIRMS = frozenset({m.DELIVERED, m.ACK})  # events that prove a command reached the client
 
 
 class DuplicateCommand(ValueError):

@@ -34,7 +34,10 @@ class Keys:
         return f"{self.prefix}:replica:{replica_id}"
 
     def channel(self, replica_id: str) -> str:  # pub/sub channel a replica listens on
-        return f"{self.prefix}:chan:{replica_id}"
+        return self.channel_prefix() + replica_id
+
+    def channel_prefix(self) -> str:  # scripts that publish build the channel from an owner value
+        return f"{self.prefix}:chan:"
 
     def presence_pattern(self) -> str:
         return f"{self.prefix}:presence:*"

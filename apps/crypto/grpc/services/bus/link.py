@@ -17,12 +17,20 @@ from .messages import Envelope, Owner, encode
 
 EPOCH_TTL_MS = 7 * 24 * 3600 * 1000
 ACK_RESULT_TTL_MS = 10 * 60 * 1000
-FOREIGN = "\n"  # record_ack: the command belongs to another client
+FOREIGN = "\n"  # settle_ack: the command belongs to another client
 HELD_SLACK_MS = 5000  # held lists outlive the grace window by this, for withdrawals
 
 
 class BusUnavailable(Exception):
     """Redis cannot be reached; callers answer UNAVAILABLE and try again later."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a command went: the owner seen, and how many replicas its publish reached (-1: none made)."""
+
+    owner: Owner | None
+    receivers: int
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,8 @@ class RedisLink:
         self._release = redis.register_script(scripts.RELEASE)
         self._hold = redis.register_script(scripts.HOLD)
         self._withdraw = redis.register_script(scripts.WITHDRAW)
-        self._record_ack = redis.register_script(scripts.RECORD_ACK)
+        self._route = redis.register_script(scripts.ROUTE)
+        self._settle_ack = redis.register_script(scripts.SETTLE_ACK)
         self._clean_stale = redis.register_script(scripts.CLEAN_STALE)
 
     async def _run(self, coro: Any) -> Any:
@@ -78,14 +87,17 @@ class RedisLink:
         args = [f"{self.replica_id}|{epoch}", self.grace_ms if grace else 0]
         return bool(await self._run(self._release(keys=keys, args=args)))
 
-    async def owner(self, client_id: str, ack_wait: tuple[str, float] | None = None) -> Owner | None:
-        """Current owner; with ack_wait also records command_id -> this replica in the same round trip."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(self.keys.owner(client_id))
-        if ack_wait:
-            pipe.set(self.keys.ack_wait(ack_wait[0]), f"{self.replica_id}\n{client_id}", px=_ms(ack_wait[1]))
-        results = await self._run(pipe.execute())
-        return Owner.parse(results[0])
+    async def owner(self, client_id: str) -> Owner | None:
+        return Owner.parse(await self._run(self.redis.get(self.keys.owner(client_id))))
+
+    async def route(self, client_id: str, command_id: str, raw_envelope: str, ack_wait: float = 0.0) -> Route:
+        """Publish a command to the client's owner in one round trip; with ack_wait (seconds) also
+        record that this replica waits for the ack (another owner may receive it)."""
+        keys = [self.keys.owner(client_id), self.keys.ack_wait(command_id)]
+        args = [self.replica_id, self.keys.channel_prefix(), _ms(ack_wait) if ack_wait > 0 else 0,
+                f"{self.replica_id}\n{client_id}", raw_envelope]
+        owner, receivers = await self._run(self._route(keys=keys, args=args))
+        return Route(Owner.parse(owner), int(receivers))
 
     async def publish(self, replica_id: str, envelope: Envelope) -> int:
         return int(await self._run(self.redis.publish(self.keys.channel(replica_id), encode(envelope))))
@@ -110,11 +122,14 @@ class RedisLink:
     async def withdraw(self, client_id: str, raw_envelope: str) -> bool:
         return bool(await self._run(self._withdraw(keys=[self.keys.held(client_id)], args=[raw_envelope])))
 
-    async def record_ack(self, command_id: str, raw_ack: str, client_id: str) -> str | None:
-        """The replica waiting for this ack ("" if none), FOREIGN for another client's command,
-        or None when it is a duplicate."""
+    async def settle_ack(self, command_id: str, raw_ack: str, client_id: str, reply_to: str,
+                         raw_envelope: str) -> str | None:
+        """Record the ack and publish it to the waiting replica (reply_to if the owner knows it).
+
+        Returns that replica ("" if none), FOREIGN for another client's command, None for a duplicate."""
         keys = [self.keys.ack_result(command_id), self.keys.ack_wait(command_id)]
-        result = await self._run(self._record_ack(keys=keys, args=[raw_ack, ACK_RESULT_TTL_MS, client_id]))
+        args = [raw_ack, ACK_RESULT_TTL_MS, client_id, reply_to, self.keys.channel_prefix(), raw_envelope]
+        result = await self._run(self._settle_ack(keys=keys, args=args))
         if result is None:
             return None
         return result.decode() if isinstance(result, bytes) else str(result)

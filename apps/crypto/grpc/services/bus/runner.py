@@ -46,6 +46,7 @@ class BusRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await asyncio.gather(*self._handling, return_exceptions=True)
+        await self.bus.close()
 
     def _set_health(self, healthy: bool) -> None:
         if healthy != self.healthy:

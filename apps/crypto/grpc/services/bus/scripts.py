@@ -68,11 +68,28 @@ WITHDRAW = """
 return redis.call('LREM', KEYS[1], 1, ARGV[1])
 """
 
+# KEYS[1] owner, KEYS[2] ack wait
+# ARGV[1] this replica id, ARGV[2] channel name prefix, ARGV[3] ack wait TTL ms (0: nobody waits),
+# ARGV[4] ack wait value ("replica\nclient_id"), ARGV[5] command envelope
+# One round trip for a command: look up the owner, note who waits for the ack, publish to the
+# owner's channel. Returns {owner or "", receivers}; receivers is -1 when nothing was published
+# (no owner, or this replica owns the client).
+ROUTE = """
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3]) end
+local owner = redis.call('GET', KEYS[1])
+if not owner then return {'', -1} end
+local replica = string.match(owner, '^(.*)|%d+$')
+if not replica or replica == ARGV[1] then return {owner, -1} end
+return {owner, redis.call('PUBLISH', ARGV[2] .. replica, ARGV[5])}
+"""
+
 # KEYS[1] ack result, KEYS[2] ack wait ("replica\nclient_id")
-# ARGV[1] ack envelope, ARGV[2] result TTL ms, ARGV[3] client_id that sent the ack
-# Returns the waiting replica id ("" when nobody waits), "\n" when the command belongs to
-# another client (the ack is refused), or false for a duplicate ack.
-RECORD_ACK = """
+# ARGV[1] ack (hex), ARGV[2] result TTL ms, ARGV[3] client_id that sent the ack,
+# ARGV[4] replica the owner knows waits ("" if none), ARGV[5] channel name prefix, ARGV[6] ack envelope
+# Records the ack once and publishes it to the waiting replica, in one round trip. Returns that
+# replica ("" when nobody waits), "\n" when the command belongs to another client (the ack is
+# refused), or false for a duplicate ack.
+SETTLE_ACK = """
 local waiter = redis.call('GET', KEYS[2])
 local replica = ''
 if waiter then
@@ -82,6 +99,8 @@ if waiter then
 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 redis.call('DEL', KEYS[2])
+if ARGV[4] ~= '' then replica = ARGV[4] end
+if replica ~= '' then redis.call('PUBLISH', ARGV[5] .. replica, ARGV[6]) end
 return replica
 """
 
