@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...generated import common_pb2
 from ...generated import crypto_streaming_pb2 as pb2
@@ -26,6 +28,7 @@ from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 logger = logging.getLogger(__name__)
 DISCONNECTED = "client disconnected before acknowledging"
 RETRY_PAUSE = 0.02
+FollowUp = Coroutine[Any, Any, None] | None  # I/O an envelope handler leaves for the caller to await
 PROBE_AFTER = 0.5  # no delivery confirmation by then: check that the owner still listens
 CONFIRM_AFTER = 0.1  # an awaited command not acked by then gets a separate delivery confirmation
 
@@ -71,7 +74,9 @@ class CommandBus:
             evict = m.Envelope(m.EVICT, client_id=session.client_id, epoch=claim.epoch, sender=self.me)
             await self.link.publish(claim.previous.replica_id, evict)
         for raw in claim.held:
-            await self._deliver_here(session, m.decode(raw))
+            follow_up = self._deliver_here(session, m.decode(raw))
+            if follow_up is not None:
+                await follow_up
 
     async def detach(self, session: StreamSession) -> None:
         """Answer in-flight commands at once and release the claim (compare-and-delete)."""
@@ -233,31 +238,40 @@ class CommandBus:
         return True
 
     # envelopes from other replicas ---------------------------------------------
-    async def handle(self, raw: bytes | str) -> None:
+    def handle(self, raw: bytes | str) -> FollowUp:
+        """Act on an envelope at once, in arrival order; returns the reply still to publish, if any.
+
+        Synchronous on purpose: most envelopes need no I/O, so the listener spawns no task for them.
+        """
         try:
             envelope = m.decode(raw)
-            handler = self._handlers[envelope.kind]
-        except (ValueError, KeyError) as exc:
+        except ValueError as exc:
             logger.warning("bus.bad_envelope error=%s", exc)
-            return
-        await handler(envelope)
+            return None
+        return self._dispatch(envelope)
 
-    async def _on_command(self, envelope: m.Envelope) -> None:
+    def _dispatch(self, envelope: m.Envelope) -> FollowUp:
+        handler = self._handlers.get(envelope.kind)
+        if handler is None:
+            logger.warning("bus.bad_envelope error=unknown_kind kind=%s", envelope.kind[:20])
+            return None
+        return handler(envelope)
+
+    def _on_command(self, envelope: m.Envelope) -> FollowUp:
         session = self.sessions.get(envelope.client_id)
         if session is None or session.closed:
             reply = m.Envelope(m.UNDELIVERABLE, command_id=envelope.command_id, sender=self.me)
-            await self._reply(envelope.reply_to, reply)
-            return
-        await self._deliver_here(session, envelope)
+            return self._reply(envelope.reply_to, reply)
+        return self._deliver_here(session, envelope)
 
-    async def _deliver_here(self, session: StreamSession, envelope: m.Envelope) -> None:
+    def _deliver_here(self, session: StreamSession, envelope: m.Envelope) -> FollowUp:
         command = pb2.DjangoCommand.FromString(envelope.body)
         ok = self._offer(session, command, envelope.reply_to if envelope.wait_ack else "")
         if ok and envelope.wait_ack:
             asyncio.get_running_loop().call_later(CONFIRM_AFTER, self._confirm_if_unacked, session, envelope)
-            return
+            return None
         kind = m.DELIVERED if ok else m.UNDELIVERABLE
-        await self._reply(envelope.reply_to, m.Envelope(kind, command_id=envelope.command_id, sender=self.me))
+        return self._reply(envelope.reply_to, m.Envelope(kind, command_id=envelope.command_id, sender=self.me))
 
     def _confirm_if_unacked(self, session: StreamSession, envelope: m.Envelope) -> None:
         """The ack normally proves delivery; a slow one gets a separate confirmation (an owned task)."""
@@ -272,22 +286,24 @@ class CommandBus:
         """Wait for delivery confirmations still being sent."""
         await asyncio.gather(*self._confirming, return_exceptions=True)
 
-    async def _on_delivery(self, envelope: m.Envelope) -> None:
+    def _on_delivery(self, envelope: m.Envelope) -> FollowUp:
         pending = self._pending.get(envelope.command_id)
         if pending is not None:
             pending.events.put_nowait(envelope)
+        return None
 
-    async def _on_ack_envelope(self, envelope: m.Envelope) -> None:
+    def _on_ack_envelope(self, envelope: m.Envelope) -> FollowUp:
         """An ack from the owner also confirms the delivery the caller may still be waiting on."""
         self._resolve_ack(common_pb2.CommandAck.FromString(envelope.body))
-        await self._on_delivery(envelope)
+        return self._on_delivery(envelope)
 
-    async def _on_evict(self, envelope: m.Envelope) -> None:
+    def _on_evict(self, envelope: m.Envelope) -> FollowUp:
         session = self.sessions.get(envelope.client_id)
         if session is not None and session.epoch < envelope.epoch:
             logger.info("bus.evicted client_id=%s epoch=%d newer=%d", envelope.client_id, session.epoch,
                         envelope.epoch)
             session.close(TAKEOVER)
+        return None
 
     def _resolve_ack(self, ack: common_pb2.CommandAck) -> None:
         pending = self._pending.get(ack.command_id)
@@ -301,7 +317,9 @@ class CommandBus:
         if not replica_id:
             return
         if replica_id == self.me:
-            await self.handle(m.encode(envelope))
+            follow_up = self._dispatch(envelope)
+            if follow_up is not None:
+                await follow_up
             return
         try:
             await self.link.publish(replica_id, envelope)

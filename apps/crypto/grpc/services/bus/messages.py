@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 COMMAND = "cmd"  # deliver a command to a locally held stream
@@ -30,8 +30,12 @@ class Envelope:
     reason: str = ""
 
 
+FIELDS = tuple(f.name for f in fields(Envelope))
+
+
 def encode(envelope: Envelope) -> str:
-    data: dict[str, Any] = {k: v for k, v in asdict(envelope).items() if v}
+    """Only the fields that are set (dataclasses.asdict deep-copies: too slow on the hot path)."""
+    data: dict[str, Any] = {name: value for name in FIELDS if (value := getattr(envelope, name))}
     if envelope.body:
         data["body"] = base64.b64encode(envelope.body).decode("ascii")
     return json.dumps(data, separators=(",", ":"))

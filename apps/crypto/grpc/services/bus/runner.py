@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -77,18 +78,21 @@ class BusRunner:
             self._subscribed.set()
             async for message in pubsub.listen():
                 if message and message.get("type") == "message":
-                    self._spawn(message["data"])
+                    self._on_message(message["data"])
 
-    def _spawn(self, data: bytes) -> None:
-        """Handle envelopes concurrently (a reply publish must not stall the channel); order of
-        delivery into a stream is kept because a command is offered before the handler's first await."""
-        task = asyncio.create_task(self._handle(data))
+    def _on_message(self, data: bytes) -> None:
+        """Act on the envelope now (arrival order is delivery order); only a reply to publish
+        becomes a task, so a slow publish never stalls the channel."""
+        follow_up = self.bus.handle(data)
+        if follow_up is None:
+            return
+        task = asyncio.create_task(self._finish(follow_up))
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
 
-    async def _handle(self, data: bytes) -> None:
+    async def _finish(self, follow_up: Coroutine[Any, Any, None]) -> None:
         try:
-            await self.bus.handle(data)
+            await follow_up
         except BusUnavailable as exc:
             logger.warning("bus.handle_failed error=%s", exc)
 
