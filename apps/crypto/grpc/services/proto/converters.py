@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from google.protobuf.json_format import MessageToDict
@@ -24,7 +24,7 @@ DECIMAL_PLACES: Final = 18
 INTEGER_DIGITS: Final = MAX_DIGITS - DECIMAL_PLACES
 MAX_DECIMAL_CHARS: Final = 64  # longer strings cannot be a valid value; refuse before parsing
 _SHOWN_CHARS: Final = 40  # how much of a bad value a reason quotes
-_DECIMAL_SYNTAX: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_DECIMAL_SYNTAX: Final = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
 
 _STATUS_FROM_PROTO: Final[dict[int, str]] = {
     common_pb2.CLIENT_STATUS_UNKNOWN: "unknown",
@@ -41,13 +41,14 @@ def _shown(raw: str) -> str:
     return repr(raw if len(raw) <= _SHOWN_CHARS else raw[:_SHOWN_CHARS] + "...")
 
 
-def _digit_counts(value: Decimal) -> tuple[int, int]:
-    """(integer digits, significant fractional digits) of a finite Decimal, without context arithmetic."""
-    _, digits, exponent = value.as_tuple()
-    significant = "".join(map(str, digits)).rstrip("0")
+def _digit_counts(whole: str, fraction: str, exponent_text: str | None) -> tuple[int, int]:
+    """(integer digits, significant fractional digits) of a decimal literal's parts, from the text alone."""
+    digits = (whole + fraction).lstrip("0")
+    significant = digits.rstrip("0")
     if not significant:
         return 0, 0
-    exponent = int(exponent) + len(digits) - len(significant)  # trailing zeros lose no precision
+    exponent = (int(exponent_text) if exponent_text else 0) - len(fraction)
+    exponent += len(digits) - len(significant)  # trailing zeros lose no precision
     return max(len(significant) + exponent, 0), max(-exponent, 0)
 
 
@@ -57,26 +58,30 @@ class CryptoProtobufConverter:
     @staticmethod
     def parse_decimal(raw: str, field: str, *, allow_negative: bool = False) -> Decimal:
         """A plain decimal string that fits DecimalField(38, 18) exactly; NaN, Infinity and huge exponents fail."""
-        if raw == "":
-            raise Rejected(f"{field}: empty, expected a decimal")
-        if len(raw) > MAX_DECIMAL_CHARS or not _DECIMAL_SYNTAX.fullmatch(raw):
-            raise Rejected(f"{field}: not a decimal: {_shown(raw)}")
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:  # pragma: no cover - the pattern admits only valid literals
-            raise Rejected(f"{field}: not a decimal: {_shown(raw)}") from None
-        return CryptoProtobufConverter._checked_decimal(value, raw, field, allow_negative)
+        return Decimal(CryptoProtobufConverter.decimal_text(raw, field, allow_negative=allow_negative))
 
     @staticmethod
-    def _checked_decimal(value: Decimal, raw: str, field: str, allow_negative: bool) -> Decimal:
-        integer, fraction = _digit_counts(value)
+    def decimal_text(raw: str, field: str, *, allow_negative: bool = False) -> str:
+        """parse_decimal's checks on the text alone: the Decimal is made later, once per stored row.
+
+        Returns the literal unchanged (it is a valid Decimal literal), except that any zero becomes "0".
+        """
+        if raw == "":
+            raise Rejected(f"{field}: empty, expected a decimal")
+        match = _DECIMAL_SYNTAX.fullmatch(raw) if len(raw) <= MAX_DECIMAL_CHARS else None
+        if match is None:
+            raise Rejected(f"{field}: not a decimal: {_shown(raw)}")
+        sign, whole, fraction, exponent = match.groups()
+        integer, places = _digit_counts(whole, fraction or "", exponent)
         if integer > INTEGER_DIGITS:
             raise Rejected(f"{field}: more than {INTEGER_DIGITS} integer digits: {_shown(raw)}")
-        if fraction > DECIMAL_PLACES:
+        if places > DECIMAL_PLACES:
             raise Rejected(f"{field}: more than {DECIMAL_PLACES} decimal places: {_shown(raw)}")
-        if value < 0 and not allow_negative:
+        if not (integer or places):
+            return "0"  # every zero (-0, 0e5, 0.000) is stored as plain 0
+        if sign == "-" and not allow_negative:
             raise Rejected(f"{field}: negative: {_shown(raw)}")
-        return value if value else Decimal(0)  # folds -0 into 0
+        return raw
 
     @staticmethod
     def to_datetime(ts: Timestamp, field: str) -> datetime | None:
