@@ -52,6 +52,9 @@ def test_environment_defaults_and_token_list():
     ({"CRYPTO_OWNERSHIP_TTL": "3", "CRYPTO_OWNERSHIP_REFRESH": "2"}, "at least twice"),
     ({"CRYPTO_ENABLE_PING": "sometimes"}, "CRYPTO_ENABLE_PING must be on or off"),
     ({"CRYPTO_CENTRIFUGO_CHANNEL_PATTERN": "crypto:all"}, "must contain {client_id}"),
+    ({"CRYPTO_INGEST_BATCH_SIZE": "0"}, "ingest_batch_size must be >= 1"),
+    ({"CRYPTO_INGEST_BATCH_SIZE": "500", "CRYPTO_INGEST_BUFFER_LIMIT": "100"}, "at most ingest_buffer_limit"),
+    ({"CRYPTO_INGEST_FLUSH_INTERVAL": "0"}, "ingest_flush_interval must be > 0"),
 ])
 def test_streaming_config_refuses_nonsense(env, message):
     with pytest.raises(ValueError, match=message):
@@ -62,3 +65,9 @@ def test_streaming_config_reads_env_and_grpc_aliases():
     config = CryptoStreamingConfig.from_env({"CRYPTO_PING_INTERVAL": "5", "GRPC_SHUTDOWN_GRACE": "30",
                                              "CRYPTO_ENABLE_PING": "off"})
     assert (config.ping_interval, config.shutdown_grace, config.enable_ping) == (5.0, 30.0, False)
+
+
+def test_streaming_config_reads_the_ingest_knobs():
+    config = CryptoStreamingConfig.from_env({"CRYPTO_INGEST_BATCH_SIZE": "100", "CRYPTO_INGEST_FLUSH_INTERVAL": "0.5",
+                                             "CRYPTO_INGEST_BUFFER_LIMIT": "1000"})
+    assert (config.ingest_batch_size, config.ingest_flush_interval, config.ingest_buffer_limit) == (100, 0.5, 1000)

@@ -28,6 +28,9 @@ class CryptoStreamingConfig:
     ack_timeout: float = 15.0
     send_timeout: float = 5.0  # how long SendCommandToClient waits for delivery confirmation
     outbound_queue_size: int = 256  # commands buffered per stream before it counts as a slow reader
+    ingest_batch_size: int = 2_000  # client messages stored per transaction, at most
+    ingest_flush_interval: float = 0.01  # how long a flush waits for a full batch before storing what it has
+    ingest_buffer_limit: int = 20_000  # messages buffered per replica before streams wait (backpressure)
     max_message_bytes: int = 4 * MIB
     max_text_chars: int = 10_000
     shutdown_grace: float = 20.0  # SIGTERM to exit, at most
@@ -56,6 +59,10 @@ class CryptoStreamingConfig:
             raise ValueError("ownership_ttl must be at least twice ownership_refresh")
         if self.outbound_queue_size < 1 or self.max_message_bytes < 1024:
             raise ValueError("outbound_queue_size must be >= 1 and max_message_bytes >= 1024")
+        if not 1 <= self.ingest_batch_size <= self.ingest_buffer_limit:
+            raise ValueError("ingest_batch_size must be >= 1 and at most ingest_buffer_limit")
+        if self.ingest_flush_interval <= 0:
+            raise ValueError("ingest_flush_interval must be > 0")
         if "{client_id}" not in self.centrifugo_channel_pattern:
             raise ValueError("centrifugo_channel_pattern must contain {client_id}")
         if self.drain_window >= self.shutdown_grace > 0:

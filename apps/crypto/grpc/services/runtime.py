@@ -24,6 +24,8 @@ from .bus.keys import Keys
 from .bus.link import BusUnavailable, RedisLink
 from .bus.runner import BusRunner
 from .config import CryptoStreamingConfig
+from .ingest import build_ingest_buffer
+from .ingest.buffer import IngestBuffer
 from .records import CommandJournal
 from .streaming.session import StreamSession
 from .streaming.stream import DRAINING
@@ -60,6 +62,7 @@ class Runtime:
     health: health.aio.HealthServicer
     dispatch: Callable[[Any, Any], Awaitable[Any]]
     lifecycle: Lifecycle
+    ingest: IngestBuffer
     draining: bool = False
     _closed: bool = field(default=False, repr=False)
     _health_updates: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
@@ -81,6 +84,7 @@ class Runtime:
         metrics.watch_publisher(self.publisher.stats)
         await self.publisher.start()
         self.journal.start()
+        self.ingest.start()
         self.supervisor.start()
         await self.runner.start()
 
@@ -129,6 +133,7 @@ class Runtime:
             return
         self._closed = True
         await self._wait_detached(2.0)  # streams cancelled by server.stop still release their claims
+        await self.ingest.close()  # the streams are gone: store every client message still buffered
         await self.supervisor.close()
         await self.runner.close()
         await asyncio.gather(*self._health_updates, return_exceptions=True)
@@ -142,7 +147,7 @@ class Runtime:
 def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts: Any) -> Runtime:
     """Wire a replica from config; `parts` replaces a piece (tests pass a different authenticator)."""
     from .handlers import lifecycle
-    from .handlers.dispatch import dispatch
+    from .handlers.dispatch import Dispatcher
 
     redis = build_redis(env.redis_url, config.redis_socket_timeout)
     link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
@@ -154,6 +159,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         **os.environ, "CENTRIFUGO_API_URL": env.centrifugo_api_url, "CENTRIFUGO_API_KEY": env.centrifugo_api_key})
     if not config.centrifugo_auto_publish_messages:
         parts.setdefault("publisher", NullPublisher())
+    ingest = build_ingest_buffer(config)
     runtime = Runtime(
         config=config, env=env, bus=bus,
         runner=BusRunner(bus, redis, config.ownership_refresh, config.ownership_ttl, lambda ok: None),
@@ -162,8 +168,10 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         journal=CommandJournal(),
         supervisor=StreamSupervisor(config, lambda: bus.sessions),
         health=health.aio.HealthServicer(),
-        dispatch=dispatch,
-        lifecycle=Lifecycle(lifecycle.client_connected, lifecycle.client_disconnected),
+        dispatch=Dispatcher(ingest),
+        # open/close bookkeeping is written directly, but after the client's buffered messages
+        lifecycle=Lifecycle(ingest.behind(lifecycle.client_connected), ingest.behind(lifecycle.client_disconnected)),
+        ingest=ingest,
     )
     runtime.runner.on_health = runtime.on_bus_health
     _CURRENT.append(runtime)

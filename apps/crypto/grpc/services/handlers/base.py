@@ -1,12 +1,14 @@
-"""What every payload handler receives, and how it says no."""
+"""What every payload handler receives, what it returns, and how it says no."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf.message import Message
+if TYPE_CHECKING:
+    from ..ingest.writes import Write
 
 
 @dataclass(frozen=True)
@@ -28,4 +30,5 @@ class Rejected(Exception):
         self.reason = reason
 
 
-Handler = Callable[[MessageContext, Message], Awaitable[None]]
+# (context, the sender's Client pk, the payload) -> the checked write; synchronous and pure, raises Rejected
+Handler = Callable[[MessageContext, int, Any], "Write"]

@@ -1,7 +1,8 @@
 """Client row resolution: every payload needs the Client's primary key, so it is cached per process.
 
 The cache is a small LRU of client_id -> pk; a hit costs no query. A stale entry (row deleted by an
-operator) surfaces as a storage error on the next write, and dispatch then calls forget_client().
+operator) surfaces as a storage error when the batch holding the client's next write is stored; the
+ingest buffer then calls forget_client(), and the client's next message resolves (recreates) the row.
 """
 
 from __future__ import annotations

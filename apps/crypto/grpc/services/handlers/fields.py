@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.db.models import Model
 
 from ..proto.converters import CryptoProtobufConverter as convert
 from .base import MessageContext
 
 
-def column_limit(model: type[Model], column: str, stream_limit: int) -> int:
+@cache
+def _max_length(model: type[Model], column: str) -> int | None:
+    """Looked up once per column: this runs for every text field of every message."""
     max_length: int | None = getattr(model._meta.get_field(column), "max_length", None)
+    return max_length
+
+
+def column_limit(model: type[Model], column: str, stream_limit: int) -> int:
+    max_length = _max_length(model, column)
     return min(stream_limit, max_length) if max_length else stream_limit
 
 

@@ -1,4 +1,4 @@
-"""The dispatch table: ClientMessage `payload` oneof field name -> handler."""
+"""The dispatch table: ClientMessage `payload` oneof field name -> handler (payload -> checked write)."""
 
 from __future__ import annotations
 

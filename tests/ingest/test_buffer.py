@@ -1,0 +1,106 @@
+"""IngestBuffer with the real writer: backpressure when full, order, and nothing lost on close."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from asgiref.sync import sync_to_async
+from prometheus_client import REGISTRY
+
+from apps.crypto.grpc.generated import common_pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.services.handlers.clients import client_pk
+from apps.crypto.grpc.services.handlers.dispatch import Dispatcher
+from apps.crypto.grpc.services.handlers.lifecycle import client_disconnected
+from apps.crypto.grpc.services.ingest.buffer import IngestBuffer
+from apps.crypto.grpc.services.ingest.writer import write_batch
+from apps.crypto.grpc.services.ingest.writes import FlushReport, LogWrite, Write
+from apps.crypto.models import Client, LogEntry, RejectedMessage, StatusChange, Transaction
+
+from .conftest import context
+
+STORE = sync_to_async(write_batch)
+
+
+async def logs_of(client_id: str) -> list[str]:
+    rows = LogEntry.objects.filter(client__client_id=client_id).order_by("pk").values_list("message", flat=True)
+    return [m async for m in rows]
+
+
+async def log_writes(count: int) -> tuple[str, list[Write]]:
+    client_id = f"bot-{uuid.uuid4()}"
+    pk = await client_pk(client_id)
+    return client_id, [LogWrite(context(client_id), pk, "info", f"line {i}", "") for i in range(count)]
+
+
+async def test_a_full_buffer_makes_put_wait_until_a_flush_frees_room() -> None:
+    gate = asyncio.Event()
+
+    async def store_when_opened(batch: Sequence[Write]) -> FlushReport:
+        await gate.wait()  # the database is slow: the first batch is held here
+        return await STORE(batch)
+
+    buffer = IngestBuffer(store_when_opened, batch_size=2, interval=0.001, limit=4)
+    buffer.start()
+    client_id, writes = await log_writes(6)
+    for write in writes[:4]:
+        await asyncio.wait_for(buffer.put(write), 1)  # room for four
+    blocked = asyncio.ensure_future(buffer.put(writes[4]))
+    await asyncio.sleep(0.1)
+    assert not blocked.done() and buffer.pending == 4  # full: the stream's reader waits, nothing is dropped
+    gate.set()
+    await asyncio.wait_for(blocked, 5)
+    await buffer.put(writes[5])
+    await buffer.settle()
+    assert await logs_of(client_id) == [f"line {i}" for i in range(6)]  # all of them, in order
+    await buffer.close()
+
+
+async def test_close_stores_everything_still_buffered_and_later_puts_too() -> None:
+    buffer = IngestBuffer(STORE, batch_size=5_000, interval=3_600, limit=10_000)  # never flushes by itself
+    buffer.start()
+    client_id, writes = await log_writes(2_500)
+    for write in writes[:-1]:
+        await buffer.put(write)
+    await asyncio.sleep(0.05)
+    assert await logs_of(client_id) == []  # still buffered
+    await buffer.close()
+    assert len(await logs_of(client_id)) == 2_499
+    await buffer.put(writes[-1])  # a straggler after close is stored at once
+    assert (await logs_of(client_id))[-1] == "line 2499"
+
+
+async def test_a_direct_write_behind_the_buffer_lands_after_the_buffered_messages(
+        dispatch: Dispatcher, ingest: IngestBuffer, client_id: str) -> None:
+    stopped = pb2.StatusUpdate(status=common_pb2.CLIENT_STATUS_PAUSED, details="by bot")
+    assert await dispatch(context(client_id), pb2.ClientMessage(client_id=client_id, status=stopped)) is None
+    await ingest.behind(client_disconnected)(client_id, "stream closed")
+    client = await Client.objects.aget(client_id=client_id)
+    assert client.status == "disconnected"
+    history = [s async for s in StatusChange.objects.filter(client=client).order_by("pk").values_list("status",
+                                                                                                      flat=True)]
+    assert history == ["paused", "disconnected"]
+
+
+def rejected_total(kind: str, cause: str) -> float:
+    return REGISTRY.get_sample_value("crypto_client_messages_rejected_total", {"type": kind, "cause": cause}) or 0.0
+
+
+async def test_refusals_found_at_flush_are_recorded_and_counted(dispatch: Dispatcher, ingest: IngestBuffer,
+                                                                client_id: str) -> None:
+    before = rejected_total("transaction", "invalid")
+
+    def report(amount: str) -> pb2.ClientMessage:
+        return pb2.ClientMessage(client_id=client_id, transaction=pb2.TransactionReport(
+            transaction_id="t", type="deposit", symbol="BTC", amount=amount))
+
+    assert await dispatch(context(client_id, message_id="first"), report("1")) is None
+    assert await dispatch(context(client_id, message_id="second"), report("2")) is None  # same batch
+    await ingest.settle()
+    assert rejected_total("transaction", "invalid") == before + 1
+    rows = RejectedMessage.objects.filter(client_id=client_id).values_list("message_id", "reason")
+    assert [r async for r in rows] == [
+        ("second", "transaction.transaction_id: 't' already recorded with another amount")]
+    assert (await Transaction.objects.aget(client__client_id=client_id)).amount == 1
