@@ -19,6 +19,8 @@ from .procs import OPERATOR_TOKEN
 
 EXECUTE_METHOD = "/crypto.CryptoStreamingService/ExecuteCommandSync"
 ACKED = "acked"
+# Lean caller: no retry buffering (every call has a deadline and its ending is counted as is).
+CALLER_OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0)]
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,7 @@ class Commands:
         if target not in self._methods:
             methods = []
             for i in range(self.per_target):
-                channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1),
-                                                                     ("bench.operator", i)])
+                channel = grpc.aio.insecure_channel(target, options=CALLER_OPTIONS + [("bench.operator", i)])
                 self._channels.append(channel)
                 methods.append(channel.unary_unary(EXECUTE_METHOD,
                                                    request_serializer=pb2.SendCommandRequest.SerializeToString,
