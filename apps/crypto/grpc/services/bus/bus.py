@@ -129,7 +129,7 @@ class CommandBus:
         """
         reply_to = session.inflight.pop(ack.command_id, "")
         if reply_to == self.me:
-            self._resolve_ack(ack)
+            self._resolve_ack(ack, self.me)
             return True
         body = ack.SerializeToString()
         envelope = m.encode(m.Envelope(m.ACK, command_id=ack.command_id, body=body, sender=self.me))
@@ -216,7 +216,8 @@ class CommandBus:
             return Delivery(True, routed_to=outcome.sender)
         if await self.link.withdraw(client_id, raw):
             return Delivery(False, f"client {client_id} did not reconnect within {self.grace:g}s")
-        outcome = await self._confirmation_until(pending, time.monotonic() + self.confirm_timeout)
+        outcome = await self._confirmation_until(pending, min(time.monotonic() + self.confirm_timeout,
+                                                              max(deadline, time.monotonic() + RETRY_PAUSE)))
         return Delivery(outcome is not None, "" if outcome else "delivery of a held command was not confirmed",
                         outcome.sender if outcome else "")
 
@@ -294,8 +295,8 @@ class CommandBus:
 
     def _on_ack_envelope(self, envelope: m.Envelope) -> FollowUp:
         """An ack from the owner also confirms the delivery the caller may still be waiting on."""
-        self._resolve_ack(common_pb2.CommandAck.FromString(envelope.body))
-        return self._on_delivery(envelope)
+        self._resolve_ack(common_pb2.CommandAck.FromString(envelope.body), envelope.sender)
+        return None
 
     def _on_evict(self, envelope: m.Envelope) -> FollowUp:
         session = self.sessions.get(envelope.client_id)
@@ -305,12 +306,15 @@ class CommandBus:
             session.close(TAKEOVER)
         return None
 
-    def _resolve_ack(self, ack: common_pb2.CommandAck) -> None:
+    def _resolve_ack(self, ack: common_pb2.CommandAck, sender: str) -> None:
+        """Answer the waiting caller; the ack also confirms a delivery it may still wait on
+        (a held command taken by a new owner, for instance)."""
         pending = self._pending.get(ack.command_id)
         if pending is None or pending.ack.done():
             logger.info("bus.late_ack command_id=%s", ack.command_id)
             return
         pending.ack.set_result(ack)
+        pending.events.put_nowait(m.Envelope(m.ACK, command_id=ack.command_id, sender=sender))
 
     async def _reply(self, replica_id: str, envelope: m.Envelope) -> None:
         """Answer a replica; our own answers skip Redis."""

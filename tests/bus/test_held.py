@@ -1,0 +1,37 @@
+"""Held commands (client inside its grace window) end with the client's ack, wherever it reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import fakeredis
+
+from apps.crypto.grpc.generated import common_pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.services.bus.bus import CommandBus
+from apps.crypto.grpc.services.bus.keys import Keys
+from apps.crypto.grpc.services.bus.link import RedisLink
+from apps.crypto.grpc.services.streaming.session import StreamSession
+
+
+def bus_on(server: fakeredis.FakeServer, replica: str) -> CommandBus:
+    link = RedisLink(fakeredis.FakeAsyncRedis(server=server), Keys("t"), replica, owner_ttl=10, grace=5)
+    return CommandBus(link, grace=5, confirm_timeout=1)
+
+
+async def test_held_command_acked_on_the_callers_own_replica_answers_at_once():
+    bus = bus_on(fakeredis.FakeServer(), "A")
+    old = StreamSession("c1", queue_limit=4)
+    await bus.attach(old)
+    await bus.detach(old)  # the client dropped: inside its grace window now
+    command = pb2.DjangoCommand(command_id="cmd1", ping=pb2.PingCommand(sequence=1))
+    started = asyncio.get_running_loop().time()
+    execute = asyncio.create_task(bus.execute("c1", command, timeout=3))
+    await asyncio.sleep(0.05)  # the command is held in Redis
+    session = StreamSession("c1", queue_limit=4)
+    await bus.attach(session)  # reconnects to the caller's own replica, which takes the held command
+    [delivered] = session.pending()
+    assert await bus.on_ack(session, common_pb2.CommandAck(command_id=delivered.command_id, success=True))
+    answer = await asyncio.wait_for(execute, 2)
+    assert answer.ack.success and answer.delivery.delivered and answer.delivery.routed_to == "A"
+    assert asyncio.get_running_loop().time() - started < 1.0  # the ack ended it, not a timeout
