@@ -1,4 +1,4 @@
-"""Held commands (client inside its grace window) end with the client's ack, wherever it reconnects."""
+"""Acks end commands reliably: held commands acked wherever the client reconnects, acks forwarded mid-drain."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.bus.bus import CommandBus
 from apps.crypto.grpc.services.bus.keys import Keys
 from apps.crypto.grpc.services.bus.link import RedisLink
+from apps.crypto.grpc.services.bus.runner import BusRunner
 from apps.crypto.grpc.services.streaming.session import StreamSession
 
 
@@ -35,3 +36,27 @@ async def test_held_command_acked_on_the_callers_own_replica_answers_at_once():
     answer = await asyncio.wait_for(execute, 2)
     assert answer.ack.success and answer.delivery.delivered and answer.delivery.routed_to == "A"
     assert asyncio.get_running_loop().time() - started < 1.0  # the ack ended it, not a timeout
+
+
+async def test_an_ack_still_reaches_the_caller_when_its_stream_is_cancelled_meanwhile():
+    """A draining stream may be cancelled while it forwards an ack; the ack must not vanish."""
+    server = fakeredis.FakeServer()
+    caller, owner = bus_on(server, "A"), bus_on(server, "B")
+    runners = [BusRunner(bus, bus.link.redis, 5, 15, lambda ok: None) for bus in (caller, owner)]
+    for runner in runners:
+        await runner.start()
+    try:
+        session = StreamSession("c1", queue_limit=4)
+        await owner.attach(session)
+        command = pb2.DjangoCommand(command_id="cmd1", ping=pb2.PingCommand(sequence=1))
+        execute = asyncio.create_task(caller.execute("c1", command, timeout=3))
+        while not session.pending():
+            await asyncio.sleep(0.01)
+        forward = asyncio.create_task(owner.on_ack(session, common_pb2.CommandAck(command_id="cmd1", success=True)))
+        await asyncio.sleep(0)  # the forward has started: the ack left the in-flight table
+        forward.cancel()  # the stream ends (drain) right then
+        answer = await asyncio.wait_for(execute, 2)
+        assert answer.ack.success and answer.delivery.routed_to == "B"
+    finally:
+        for runner in runners:
+            await runner.close()

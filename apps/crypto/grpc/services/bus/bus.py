@@ -52,7 +52,7 @@ class CommandBus:
         self.sessions: dict[str, StreamSession] = {}
         self.detaching = 0  # streams releasing their claims right now (shutdown waits for them)
         self._pending: dict[str, Pending] = {}
-        self._confirming: set[asyncio.Task[None]] = set()
+        self._replies: set[asyncio.Task[Any]] = set()  # answers that must go out even if their stream ends
         self._handlers = {m.COMMAND: self._on_command, m.DELIVERED: self._on_delivery,
                           m.UNDELIVERABLE: self._on_delivery, m.ACK: self._on_ack_envelope,
                           m.EVICT: self._on_evict}
@@ -133,7 +133,8 @@ class CommandBus:
             return True
         body = ack.SerializeToString()
         envelope = m.encode(m.Envelope(m.ACK, command_id=ack.command_id, body=body, sender=self.me))
-        target = await self.link.settle_ack(ack.command_id, body.hex(), session.client_id, reply_to, envelope)
+        settle = self.link.settle_ack(ack.command_id, body.hex(), session.client_id, reply_to, envelope)
+        target = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
         if target is None or target == FOREIGN:
             logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", session.client_id, ack.command_id,
                         "duplicate" if target is None else "foreign")
@@ -279,13 +280,18 @@ class CommandBus:
         if session.inflight.get(envelope.command_id) != envelope.reply_to:
             return  # acked, or the stream ended and a failure ack went out
         reply = m.Envelope(m.DELIVERED, command_id=envelope.command_id, sender=self.me)
-        task = asyncio.create_task(self._reply(envelope.reply_to, reply))
-        self._confirming.add(task)
-        task.add_done_callback(self._confirming.discard)
+        self._owned(self._reply(envelope.reply_to, reply))
+
+    def _owned(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A reply that outlives whoever started it (a stream being cancelled); awaited on close."""
+        task = asyncio.create_task(coro)
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+        return task
 
     async def close(self) -> None:
-        """Wait for delivery confirmations still being sent."""
-        await asyncio.gather(*self._confirming, return_exceptions=True)
+        """Wait for replies still being sent."""
+        await asyncio.gather(*self._replies, return_exceptions=True)
 
     def _on_delivery(self, envelope: m.Envelope) -> FollowUp:
         pending = self._pending.get(envelope.command_id)
