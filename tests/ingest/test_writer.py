@@ -99,3 +99,14 @@ async def test_a_refusal_whose_message_carries_an_oversize_id_is_stored_truncate
     report, _ = await write_counting([Refusal(ctx, "heartbeat", "client_id: too long (300 chars, max 128)")])
     assert report.refused == []  # made at dispatch, counted there
     assert await RejectedMessage.objects.filter(client_id=long_id[:128], message_id="m" * 128).aexists()
+
+
+async def test_a_repeat_compares_with_the_stored_amount_as_the_database_returns_it() -> None:
+    """SQLite keeps decimals as floating point: 0.1 comes back as 0.1 only through the field's converter."""
+    [(client_id, pk)] = (await new_clients(1)).items()
+    first = [TransactionWrite(context(client_id), pk, "t", "deposit", "BTC", "0.1", "pending", "")]
+    repeat = [TransactionWrite(context(client_id), pk, "t", "deposit", "BTC", "0.10", "confirmed", "")]
+    assert (await write_counting(first))[0].refused == []
+    assert (await write_counting(repeat))[0].refused == []
+    row = await Transaction.objects.aget(client_id=pk, transaction_id="t")
+    assert (row.amount, row.status) == (Decimal("0.1"), "confirmed")

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Model, Q
+from django.db import DatabaseError, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from apps.crypto.models import (
     Client,
@@ -28,6 +31,7 @@ from apps.crypto.models import (
     Wallet,
 )
 
+from .bulk import any_of, insert_many, update_many
 from .merge import (
     AckChanges,
     Plan,
@@ -44,8 +48,13 @@ logger = logging.getLogger(__name__)
 
 REASON_MAX: Final = 512  # RejectedMessage.reason max_length
 ID_MAX: Final = 128  # RejectedMessage.client_id / message_id max_length
-LOOKUP_CHUNK: Final = 500  # keys per lookup query (SQLite allows 32,766 parameters)
-WALLET_UPDATE: Final = ["balance_available", "balance_locked", "last_sync", "updated_at"]
+LOOKUP_CHUNK: Final = 500  # command ids per lookup query (SQLite allows 32,766 parameters)
+CLIENTS_PER_LOOKUP: Final = 100  # clients per stored-transactions query
+WALLET_COLUMNS: Final = ("client", "wallet_id", "symbol", "balance_available", "balance_locked", "last_sync",
+                         "updated_at")
+WALLET_KEY: Final = WALLET_COLUMNS[:3]  # the uniq_wallet_per_client_symbol constraint
+TRANSACTION_COLUMNS: Final = ("client", "transaction_id", "type", "symbol", "amount", "status", "details",
+                              "created_at")
 ACK_UPDATE: Final = ["outcome", "ack_success", "ack_message", "ack_error", "finished_at"]
 
 
@@ -56,6 +65,7 @@ class Changes:
     plan: Plan
     transactions: TransactionChanges
     acks: AckChanges
+    now: datetime  # auto_now / auto_now_add value for the whole batch (one transaction)
 
     @property
     def found_refusals(self) -> list[Refusal]:
@@ -75,7 +85,7 @@ def _store(writes: Sequence[Write]) -> list[Refusal]:
     plan = merge(writes)
     with transaction.atomic():
         changes = Changes(plan, resolve_transactions(plan.transactions, _stored_transactions(plan.transactions)),
-                          resolve_acks(plan.acks, _ack_owners(plan.acks)))
+                          resolve_acks(plan.acks, _ack_owners(plan.acks)), timezone.now())
         for step in STEPS:
             step(changes)
     return changes.found_refusals
@@ -126,16 +136,14 @@ def _chunks(items: Sequence[Any], size: int = LOOKUP_CHUNK) -> Iterator[Sequence
 
 
 def _stored_transactions(groups: Mapping[TransactionKey, object]) -> dict[TransactionKey, StoredTransaction]:
-    """One indexed lookup per chunk: (client = a AND transaction_id IN (...)) OR (client = b AND ...)."""
+    """The stored rows among the batch's (client, transaction_id) keys, one indexed range per client."""
     by_client: dict[int, list[str]] = {}
     for client_pk, transaction_id in groups:
         by_client.setdefault(client_pk, []).append(transaction_id)
     stored: dict[TransactionKey, StoredTransaction] = {}
-    for chunk in _chunks(list(by_client.items()), 50):
-        condition = Q()
-        for client_pk, ids in chunk:
-            condition |= Q(client_id=client_pk, transaction_id__in=ids)
-        rows = Transaction.objects.filter(condition).values_list(
+    for chunk in _chunks(list(by_client.items()), CLIENTS_PER_LOOKUP):
+        condition, params = any_of(Transaction, "transaction_id", dict(chunk), "client")
+        rows = Transaction.objects.filter(RawSQL(condition, params, output_field=BooleanField())).values_list(
             "client_id", "transaction_id", "type", "symbol", "amount", "status", "details")
         for client_pk, transaction_id, *facts in rows:
             stored[(client_pk, transaction_id)] = StoredTransaction(*facts)
@@ -152,23 +160,6 @@ def _ack_owners(groups: Mapping[str, object]) -> dict[str, str]:
 # ----------------------------------------------------------------------------- statements
 
 
-def _update_many(model: type[Model], columns: Sequence[str], keys: Sequence[str], rows: Iterable[Sequence[Any]]
-                 ) -> None:
-    """UPDATE ... SET columns WHERE keys, one prepared statement for all rows (executemany).
-
-    bulk_update() would build one CASE WHEN expression per row and column, about 15 times slower here.
-    """
-    fields: list[Any] = [model._meta.get_field(name) for name in (*columns, *keys)]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields[:len(columns)])
-    condition = " AND ".join(f"{quote(f.column)} = %s" for f in fields[len(columns):])
-    sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {condition}"
-    params = [[f.get_db_prep_save(v, connection) for f, v in zip(fields, row)] for row in rows]
-    if params:
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
-
-
 def _clients(changes: Changes) -> None:
     """Grouped by the set of columns; a registration upserts by client_id (it restores a deleted row)."""
     groups: dict[tuple[bool, tuple[str, ...]], list[tuple[int, Any]]] = {}
@@ -179,7 +170,7 @@ def _clients(changes: Changes) -> None:
             Client.objects.bulk_create([Client(client_id=p.client_id, **p.fields) for _, p in patches],
                                        update_conflicts=True, unique_fields=["client_id"], update_fields=list(names))
         else:
-            _update_many(Client, names, ("id",), ([*p.fields.values(), pk] for pk, p in patches))
+            update_many(Client, names, ("id",), ([*p.fields.values(), pk] for pk, p in patches))
 
 
 def _status_rows(changes: Changes) -> None:
@@ -188,21 +179,18 @@ def _status_rows(changes: Changes) -> None:
 
 
 def _wallets(changes: Changes) -> None:
-    rows = [Wallet(client_id=w.client_pk, wallet_id=w.wallet_id, symbol=w.symbol, balance_available=w.available,
-                   balance_locked=w.locked, last_sync=w.last_sync or w.ctx.received_at)
-            for w in changes.plan.wallets.values()]
-    if rows:
-        Wallet.objects.bulk_create(rows, update_conflicts=True, unique_fields=["client", "wallet_id", "symbol"],
-                                   update_fields=WALLET_UPDATE)
+    """One upsert on the (client, wallet_id, symbol) constraint: the batch's last balance of each wallet."""
+    insert_many(Wallet, WALLET_COLUMNS, [
+        (w.client_pk, w.wallet_id, w.symbol, w.available, w.locked, w.last_sync or w.ctx.received_at, changes.now)
+        for w in changes.plan.wallets.values()], unique=WALLET_KEY, update=WALLET_COLUMNS[3:])
 
 
 def _transactions(changes: Changes) -> None:
-    Transaction.objects.bulk_create([
-        Transaction(client_id=r.client_pk, transaction_id=r.transaction_id, type=r.type, symbol=r.symbol,
-                    amount=r.amount, status=r.status, details=r.details)
+    insert_many(Transaction, TRANSACTION_COLUMNS, [
+        (r.client_pk, r.transaction_id, r.type, r.symbol, r.amount, r.status, r.details, changes.now)
         for r in changes.transactions.created])
-    _update_many(Transaction, ("status", "details"), ("client", "transaction_id"),
-                 ((r.status, r.details, r.client_pk, r.transaction_id) for r in changes.transactions.updated))
+    update_many(Transaction, ("status", "details"), ("client", "transaction_id"),
+                ((r.status, r.details, r.client_pk, r.transaction_id) for r in changes.transactions.updated))
 
 
 def _acks(changes: Changes) -> None:

@@ -1,0 +1,76 @@
+"""Bulk INSERT, upsert and UPDATE as one prepared statement executed for many rows (cursor.executemany).
+
+Why not bulk_create()/bulk_update() on the hot tables: measured on a flush of 400 wallets and 600
+transactions (SQLite), bulk_create spends about 60 ms assembling one huge statement, executemany about
+14 ms; bulk_update builds a CASE WHEN per row and column. What stays the ORM's: every value goes
+through its model field's get_db_prep_save (the conversion bulk_create applies), and the INSERT
+keyword and the conflict clause come from the backend's operations, as in bulk_create.
+Values for auto_now / auto_now_add columns are not filled in here: callers pass them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+from django.db.models.constants import OnConflict
+
+
+def _fields(model: type[Model], names: Iterable[str]) -> list[Any]:
+    return [model._meta.get_field(name) for name in names]
+
+
+def _connection() -> BaseDatabaseWrapper:
+    """This thread's connection itself: django.db.connection is a proxy that looks it up on every
+    attribute access, and the fields' conversions access it once per value."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _execute_many(sql: str, fields: Sequence[Any], rows: Iterable[Sequence[Any]]) -> None:
+    connection = _connection()
+    params = [[f.get_db_prep_save(v, connection) for f, v in zip(fields, row)] for row in rows]
+    if params:
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+
+
+def insert_many(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                unique: Sequence[str] = (), update: Sequence[str] = ()) -> None:
+    """INSERT rows (values in `names` order); with `update`, an upsert on the `unique` columns."""
+    fields = _fields(model, names)
+    connection = _connection()
+    quote = connection.ops.quote_name
+    on_conflict = OnConflict.UPDATE if update else None
+    suffix = connection.ops.on_conflict_suffix_sql(
+        fields, on_conflict, [f.column for f in _fields(model, update)], [f.column for f in _fields(model, unique)])
+    sql = (f"{connection.ops.insert_statement(on_conflict=on_conflict)} {quote(model._meta.db_table)} "
+           f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) {suffix}")
+    _execute_many(sql, fields, rows)
+
+
+def update_many(model: type[Model], columns: Sequence[str], keys: Sequence[str], rows: Iterable[Sequence[Any]]
+                ) -> None:
+    """UPDATE ... SET columns WHERE keys; each row holds the column values, then the key values."""
+    fields = _fields(model, (*columns, *keys))
+    quote = _connection().ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields[:len(columns)])
+    condition = " AND ".join(f"{quote(f.column)} = %s" for f in fields[len(columns):])
+    _execute_many(f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {condition}", fields, rows)
+
+
+def any_of(model: type[Model], key: str, values_by_owner: dict[Any, list[Any]], owner: str) -> tuple[str, list[Any]]:
+    """SQL condition `(owner = a AND key IN (...)) OR (owner = b AND ...)` with its parameters.
+
+    Each term is one range of the (owner, key) unique index. Built as text: composing the same
+    condition from Q objects costs about 10 ms per flush of 600 keys, this about 0.1 ms.
+    """
+    quote = _connection().ops.quote_name
+    owner_column, key_column = (quote(f.column) for f in _fields(model, (owner, key)))
+    terms, params = [], []
+    for owner_value, values in values_by_owner.items():
+        terms.append(f"({owner_column} = %s AND {key_column} IN ({', '.join(['%s'] * len(values))}))")
+        params += [owner_value, *values]
+    return " OR ".join(terms), params
