@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import ParamSpec
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, ParamSpec
 
 from .. import metrics
 from ..handlers.clients import forget_client
@@ -80,7 +80,7 @@ class IngestBuffer:
             self._batch_ready.set()  # someone waits: do not wait for a full batch or the interval
             await self._progress.wait()
 
-    def behind(self, hook: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+    def behind(self, hook: Callable[P, Awaitable[None]]) -> Callable[P, Coroutine[Any, Any, None]]:
         """`hook`, run only after everything buffered before the call: a direct write stays in message order."""
 
         async def ordered(*args: P.args, **kwargs: P.kwargs) -> None:
