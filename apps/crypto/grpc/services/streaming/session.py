@@ -1,18 +1,25 @@
-"""One client stream's state: a bounded outbound queue and how the stream must end."""
+"""One client stream's state: a bounded outbound queue and how the stream must end.
+
+Memory matters here: a replica holds thousands of idle streams, so a session is a __slots__ object
+that creates its queue and in-flight map only when a command arrives and owns no task of its own
+while idle. The stream's reading task registers itself (serve()) so close() can interrupt its read;
+a writer task exists only while commands are waiting (see ConnectFlow).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
 
 from ...generated import crypto_streaming_pb2 as pb2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CloseReason:
     """Why a stream ends: the status the client sees and a bounded label for logs and metrics."""
 
@@ -29,59 +36,103 @@ def slow_reader(limit: int) -> CloseReason:
                        f"client is not reading its commands: more than {limit} queued", "slow_reader")
 
 
-@dataclass(eq=False)
 class StreamSession:
     """State of one live ConnectClient stream; owned by the replica that holds it."""
 
-    client_id: str
-    queue_limit: int
-    epoch: int = 0
-    connected_at: float = field(default_factory=time.time)
-    last_seen: float = field(default_factory=time.monotonic)
-    last_heartbeat: float = field(default_factory=time.time)
-    next_ping: float = 0.0
-    inflight: dict[str, str] = field(default_factory=dict)  # command_id -> replica awaiting the ack
-    close_reason: CloseReason | None = None
-    draining: bool = False  # takes no new commands; in-flight ones may still be acked
-    _queue: deque[pb2.DjangoCommand] = field(default_factory=deque)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _ended: asyncio.Event = field(default_factory=asyncio.Event)
+    __slots__ = ("client_id", "queue_limit", "epoch", "connected_at", "last_seen", "last_heartbeat", "next_ping",
+                 "close_reason", "draining", "reader_cancelled", "_inflight", "_queue", "_reader", "_writer",
+                 "_start_writer")
+
+    def __init__(self, client_id: str, queue_limit: int, epoch: int = 0) -> None:
+        self.client_id = client_id
+        self.queue_limit = queue_limit
+        self.epoch = epoch
+        self.connected_at = time.time()
+        self.last_seen = time.monotonic()
+        self.last_heartbeat = self.connected_at
+        self.next_ping = 0.0
+        self.close_reason: CloseReason | None = None
+        self.draining = False  # takes no new commands; in-flight ones may still be acked
+        self.reader_cancelled = False  # close() cancelled the reading task (not gRPC)
+        self._inflight: dict[str, str] | None = None  # command_id -> replica awaiting the ack
+        self._queue: deque[pb2.DjangoCommand] | None = None
+        self._reader: asyncio.Task[object] | None = None  # the task reading the stream, once serving
+        self._writer: asyncio.Task[None] | None = None  # only while commands are being written
+        self._start_writer: Callable[[StreamSession], asyncio.Task[None]] | None = None
+
+    def __repr__(self) -> str:
+        return f"StreamSession(client_id={self.client_id!r}, epoch={self.epoch}, closed={self.closed})"
 
     @property
     def closed(self) -> bool:
         return self.close_reason is not None
 
+    @property
+    def inflight(self) -> dict[str, str]:
+        """command_id -> replica awaiting the ack; created on first use (idle streams carry none)."""
+        if self._inflight is None:
+            self._inflight = {}
+        return self._inflight
+
+    @inflight.setter
+    def inflight(self, value: dict[str, str]) -> None:
+        self._inflight = value
+
     def offer(self, command: pb2.DjangoCommand) -> bool:
         """Queue a command without waiting; a full queue ends the stream (slow reader)."""
         if self.closed or self.draining:
             return False
-        if len(self._queue) >= self.queue_limit:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= self.queue_limit:
             self.close(slow_reader(self.queue_limit))
             return False
-        self._queue.append(command)
-        self._wake.set()
+        queue.append(command)
+        self._wake_writer()
         return True
 
+    def serve(self, start_writer: Callable[[StreamSession], asyncio.Task[None]]) -> None:
+        """The calling task reads the stream from now on; queued commands are written by tasks that
+        `start_writer` creates on demand. Commands queued before this call are written now."""
+        self._reader = asyncio.current_task()
+        self._start_writer = start_writer
+        self._wake_writer()
+
     def close(self, reason: CloseReason) -> None:
-        """First reason wins; wakes the writer so the stream ends promptly."""
-        if self.close_reason is None:
-            self.close_reason = reason
-            self._wake.set()
-            self._ended.set()
+        """First reason wins; interrupts the reader and the writer so the stream ends promptly."""
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        if self._reader is None and self._writer is None:
+            return
+        current = asyncio.current_task()
+        if self._reader is not None and self._reader is not current and not self._reader.done():
+            self.reader_cancelled = True
+            self._reader.cancel()
+        if self._writer is not None and self._writer is not current:
+            self._writer.cancel()
 
-    async def wait_closed(self) -> CloseReason:
-        await self._ended.wait()
-        assert self.close_reason is not None
-        return self.close_reason
+    def next_command(self) -> pb2.DjangoCommand | None:
+        """The next command to write, or None when there is none or the stream is closing."""
+        if self.closed or not self._queue:
+            return None
+        return self._queue.popleft()
 
-    async def next_command(self) -> pb2.DjangoCommand | None:
-        """The next command to write, or None once the stream is closing."""
-        while not self.closed:
-            if self._queue:
-                return self._queue.popleft()
-            self._wake.clear()
-            await self._wake.wait()
-        return None
+    def writer_done(self) -> None:
+        """Called by the writer as it exits; an emptied queue is dropped (an idle stream keeps none)."""
+        self._writer = None
+        if not self._queue:
+            self._queue = None
+        self._wake_writer()
+
+    @property
+    def writer(self) -> asyncio.Task[None] | None:
+        return self._writer
+
+    def _wake_writer(self) -> None:
+        if self._writer is None and self._start_writer is not None and self._queue and not self.closed:
+            self._writer = self._start_writer(self)
 
     def touch(self, heartbeat: bool) -> None:
         self.last_seen = time.monotonic()
@@ -90,4 +141,4 @@ class StreamSession:
 
     def pending(self) -> list[pb2.DjangoCommand]:
         """Commands queued but never written (for failure acks when the stream ends)."""
-        return list(self._queue)
+        return list(self._queue) if self._queue else []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 REPLICA_HEADER = "x-replica-id"
 CLIENT_GONE = CloseReason(grpc.StatusCode.CANCELLED, "client went away", "normal")
 DRAINING = CloseReason(grpc.StatusCode.UNAVAILABLE, "replica is draining; reconnect to another replica", "drain")
@@ -43,7 +45,7 @@ class ConnectFlow:
     async def run(self, requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> None:
         try:
             first = await self._first_message(requests)
-            await self.rt.authenticator.authenticate_client(metadata_of(context), first.client_id)
+            await isolated(self.rt.authenticator.authenticate_client(metadata_of(context), first.client_id))
             if self.rt.draining:
                 raise StreamAborted(DRAINING.code, DRAINING.details, DRAINING.label)
             session = StreamSession(first.client_id, self.rt.config.outbound_queue_size)
@@ -79,23 +81,31 @@ class ConnectFlow:
 
     async def _serve(self, session: StreamSession, first: pb2.ClientMessage,
                      requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> CloseReason:
+        """Read in this (the RPC's own) task until the stream closes; session.close() from elsewhere
+        cancels this task, which ends the read and is told apart from gRPC cancelling the RPC."""
         logger.info("stream.opened client_id=%s replica=%s epoch=%d", session.client_id, self.rt.replica_id,
                     session.epoch)
         metrics.STREAMS_OPENED.inc()
         metrics.ACTIVE_STREAMS.inc()
-        await self.rt.lifecycle.connected(session.client_id, self.rt.replica_id)
-        tasks = [asyncio.create_task(self._read(session, first, requests)),
-                 asyncio.create_task(self._write(session, context))]
         try:
-            return await session.wait_closed()
+            await isolated(self.rt.lifecycle.connected(session.client_id, self.rt.replica_id))
+            session.serve(functools.partial(self._start_writer, context))
+            if not session.closed:
+                await self._read(session, first, requests)
+            return session.close_reason or NORMAL
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if session.reader_cancelled and task is not None and task.uncancel() == 0:  # not gRPC: just the close
+                return session.close_reason or NORMAL
+            raise
         finally:
             session.close(CLIENT_GONE)
-            for task in tasks:
-                task.cancel()
-            await asyncio.shield(self._finish(session, tasks))
+            await asyncio.shield(self._finish(session))
 
-    async def _finish(self, session: StreamSession, tasks: list[asyncio.Task[None]]) -> None:
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def _finish(self, session: StreamSession) -> None:
+        writer = session.writer
+        if writer is not None:  # close() cancelled it; let it unwind before the session is released
+            await asyncio.gather(writer, return_exceptions=True)
         reason = session.close_reason or NORMAL
         metrics.ACTIVE_STREAMS.dec()
         metrics.STREAMS_CLOSED.labels(reason.label).inc()
@@ -140,9 +150,14 @@ class ConnectFlow:
         if rejected is not None:
             metrics.MESSAGES_REJECTED.labels(kind, metrics.reject_cause(rejected)).inc()
 
+    def _start_writer(self, context: grpc.aio.ServicerContext, session: StreamSession) -> asyncio.Task[None]:
+        """A writer task for a session whose queue just got a command; it exits once the queue is empty,
+        so an idle stream has no writer task."""
+        return asyncio.get_running_loop().create_task(self._write(session, context))
+
     async def _write(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
         try:
-            while (command := await session.next_command()) is not None:
+            while (command := session.next_command()) is not None:
                 await context.write(command)
                 self.rt.publisher.publish_command(session.client_id, command)
         except asyncio.CancelledError:
@@ -150,6 +165,18 @@ class ConnectFlow:
         except Exception as exc:
             logger.info("stream.write_failed client_id=%s error=%s", session.client_id, type(exc).__name__)
             session.close(CLIENT_GONE)
+        finally:
+            session.writer_done()
+
+
+async def isolated(work: Awaitable[T]) -> T:
+    """Await `work` in a short-lived task, i.e. in a copy of the current context.
+
+    Why: every sync_to_async call (ORM) copies asgiref's context-local storage back into the calling
+    context, about 90 objects. Done in the RPC task itself, that copy would live as long as the stream
+    (about 6 KB per idle stream); in a child task it is freed when the call returns.
+    """
+    return await asyncio.ensure_future(work)
 
 
 def _changed_id(expected: str, got: str) -> CloseReason:
