@@ -43,13 +43,15 @@ class ConnectFlow:
         self.rt = runtime
 
     async def run(self, requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> None:
+        """Serve one stream in the RPC's own task until it closes.
+
+        `requests` is not used: messages are read with context.read(), which keeps no async-generator
+        state alive per idle stream, and no message is referenced once it is processed. session.close()
+        from elsewhere cancels this task; that is told apart from gRPC cancelling the RPC (uncancel).
+        """
         try:
-            first = await self._first_message(requests)
-            await isolated(self.rt.authenticator.authenticate_client(metadata_of(context), first.client_id))
-            if self.rt.draining:
-                raise StreamAborted(DRAINING.code, DRAINING.details, DRAINING.label)
-            session = StreamSession(first.client_id, self.rt.config.outbound_queue_size)
-            await self.rt.bus.attach(session)
+            first = await self._first_message(context)
+            session = await self._accept(first.client_id, context)
         except (StreamAborted, AuthError) as exc:
             metrics.STREAMS_CLOSED.labels(getattr(exc, "label", "auth")).inc()
             await context.abort(exc.code, exc.details)
@@ -59,30 +61,6 @@ class ConnectFlow:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             return
         await context.send_initial_metadata(((REPLICA_HEADER, self.rt.replica_id),))  # "accepted"
-        reason = await self._serve(session, first, requests, context)
-        if reason.code != grpc.StatusCode.OK and reason is not CLIENT_GONE:
-            await context.abort(reason.code, reason.details)
-
-    async def _first_message(self, requests: AsyncIterator[pb2.ClientMessage]) -> pb2.ClientMessage:
-        """The first message names the client; a silent or anonymous stream does not hang."""
-        timeout = self.rt.config.heartbeat_timeout
-        try:
-            first = await asyncio.wait_for(anext(requests), timeout)
-        except StopAsyncIteration:
-            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "stream closed before any message") from None
-        except TimeoutError:
-            raise StreamAborted(grpc.StatusCode.DEADLINE_EXCEEDED, f"no first message within {timeout:g}s",
-                                "heartbeat_timeout") from None
-        if not first.client_id:
-            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "first message must carry a client_id")
-        if len(first.client_id) > 128:
-            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "client_id longer than 128 characters")
-        return first
-
-    async def _serve(self, session: StreamSession, first: pb2.ClientMessage,
-                     requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> CloseReason:
-        """Read in this (the RPC's own) task until the stream closes; session.close() from elsewhere
-        cancels this task, which ends the read and is told apart from gRPC cancelling the RPC."""
         logger.info("stream.opened client_id=%s replica=%s epoch=%d", session.client_id, self.rt.replica_id,
                     session.epoch)
         metrics.STREAMS_OPENED.inc()
@@ -90,17 +68,46 @@ class ConnectFlow:
         try:
             await isolated(self.rt.lifecycle.connected(session.client_id, self.rt.replica_id))
             session.serve(functools.partial(self._start_writer, context))
-            if not session.closed:
-                await self._read(session, first, requests)
-            return session.close_reason or NORMAL
+            if not session.closed and await self._handle(session, first):
+                del first
+                await self._read(session, context)
+            reason = session.close_reason or NORMAL
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if session.reader_cancelled and task is not None and task.uncancel() == 0:  # not gRPC: just the close
-                return session.close_reason or NORMAL
-            raise
+            if not (session.reader_cancelled and task is not None and task.uncancel() == 0):
+                raise  # gRPC cancelled the RPC (client gone, server stopping)
+            reason = session.close_reason or NORMAL  # session.close() interrupted the read
         finally:
             session.close(CLIENT_GONE)
             await asyncio.shield(self._finish(session))
+        if reason.code != grpc.StatusCode.OK and reason is not CLIENT_GONE:
+            await context.abort(reason.code, reason.details)
+
+    async def _first_message(self, context: grpc.aio.ServicerContext) -> pb2.ClientMessage:
+        """The first message names the client; a silent or anonymous stream does not hang."""
+        timeout = self.rt.config.heartbeat_timeout
+        try:
+            first = await asyncio.wait_for(context.read(), timeout)
+        except TimeoutError:
+            raise StreamAborted(grpc.StatusCode.DEADLINE_EXCEEDED, f"no first message within {timeout:g}s",
+                                "heartbeat_timeout") from None
+        if first is grpc.aio.EOF:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "stream closed before any message")
+        assert isinstance(first, pb2.ClientMessage)
+        if not first.client_id:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "first message must carry a client_id")
+        if len(first.client_id) > 128:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "client_id longer than 128 characters")
+        return first
+
+    async def _accept(self, client_id: str, context: grpc.aio.ServicerContext) -> StreamSession:
+        """Authenticate and claim the client; raises what run() turns into the stream's status."""
+        await isolated(self.rt.authenticator.authenticate_client(metadata_of(context), client_id))
+        if self.rt.draining:
+            raise StreamAborted(DRAINING.code, DRAINING.details, DRAINING.label)
+        session = StreamSession(client_id, self.rt.config.outbound_queue_size)
+        await self.rt.bus.attach(session)
+        return session
 
     async def _finish(self, session: StreamSession) -> None:
         writer = session.writer
@@ -118,21 +125,42 @@ class ConnectFlow:
             await self.rt.lifecycle.disconnected(session.client_id, reason.label)
         logger.info("stream.closed client_id=%s reason=%s", session.client_id, reason.label)
 
-    async def _read(self, session: StreamSession, first: pb2.ClientMessage,
-                    requests: AsyncIterator[pb2.ClientMessage]) -> None:
+    async def _read(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
+        """Process messages until the client half-closes or the stream ends."""
+        while True:
+            try:
+                message = await context.read()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._read_failed(session, exc)
+                return
+            if message is grpc.aio.EOF:
+                session.close(NORMAL)
+                return
+            assert isinstance(message, pb2.ClientMessage)
+            if message.client_id != session.client_id:
+                session.close(_changed_id(session.client_id, message.client_id))
+                return
+            if not await self._handle(session, message):
+                return
+            del message  # an idle stream keeps no message alive
+
+    async def _handle(self, session: StreamSession, message: pb2.ClientMessage) -> bool:
+        """Process one message; False when that failed and the stream is closing."""
         try:
-            await self._process(session, first)
-            async for message in requests:
-                if message.client_id != session.client_id:
-                    session.close(_changed_id(session.client_id, message.client_id))
-                    return
-                await self._process(session, message)
-            session.close(NORMAL)
+            await self._process(session, message)
+            return True
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.info("stream.read_ended client_id=%s error=%s", session.client_id, type(exc).__name__)
-            session.close(CLIENT_GONE)
+            self._read_failed(session, exc)
+            return False
+
+    @staticmethod
+    def _read_failed(session: StreamSession, exc: Exception) -> None:
+        logger.info("stream.read_ended client_id=%s error=%s", session.client_id, type(exc).__name__)
+        session.close(CLIENT_GONE)
 
     async def _process(self, session: StreamSession, message: pb2.ClientMessage) -> None:
         kind = message.WhichOneof("payload") or "empty"
