@@ -29,6 +29,7 @@ class CloseReason:
 
 
 NORMAL = CloseReason(grpc.StatusCode.OK, "", "normal")
+WriterFactory = Callable[["StreamSession", grpc.aio.ServicerContext], "asyncio.Task[None]"]
 
 
 def slow_reader(limit: int) -> CloseReason:
@@ -41,7 +42,7 @@ class StreamSession:
 
     __slots__ = ("client_id", "queue_limit", "epoch", "connected_at", "last_seen", "last_heartbeat", "next_ping",
                  "close_reason", "draining", "reader_cancelled", "_inflight", "_queue", "_reader", "_writer",
-                 "_start_writer")
+                 "_start_writer", "_sink")
 
     def __init__(self, client_id: str, queue_limit: int, epoch: int = 0) -> None:
         self.client_id = client_id
@@ -58,7 +59,8 @@ class StreamSession:
         self._queue: deque[pb2.DjangoCommand] | None = None
         self._reader: asyncio.Task[object] | None = None  # the task reading the stream, once serving
         self._writer: asyncio.Task[None] | None = None  # only while commands are being written
-        self._start_writer: Callable[[StreamSession], asyncio.Task[None]] | None = None
+        self._start_writer: WriterFactory | None = None
+        self._sink: grpc.aio.ServicerContext | None = None  # where the writer writes
 
     def __repr__(self) -> str:
         return f"StreamSession(client_id={self.client_id!r}, epoch={self.epoch}, closed={self.closed})"
@@ -92,11 +94,11 @@ class StreamSession:
         self._wake_writer()
         return True
 
-    def serve(self, start_writer: Callable[[StreamSession], asyncio.Task[None]]) -> None:
-        """The calling task reads the stream from now on; queued commands are written by tasks that
-        `start_writer` creates on demand. Commands queued before this call are written now."""
+    def serve(self, start_writer: WriterFactory, sink: grpc.aio.ServicerContext) -> None:
+        """The calling task reads the stream from now on; queued commands are written to `sink` by tasks
+        that `start_writer` (shared by all sessions) creates on demand. Commands queued before are written now."""
         self._reader = asyncio.current_task()
-        self._start_writer = start_writer
+        self._start_writer, self._sink = start_writer, sink
         self._wake_writer()
 
     def close(self, reason: CloseReason) -> None:
@@ -132,7 +134,8 @@ class StreamSession:
 
     def _wake_writer(self) -> None:
         if self._writer is None and self._start_writer is not None and self._queue and not self.closed:
-            self._writer = self._start_writer(self)
+            assert self._sink is not None
+            self._writer = self._start_writer(self, self._sink)
 
     def touch(self, heartbeat: bool) -> None:
         self.last_seen = time.monotonic()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
@@ -47,6 +46,7 @@ class ConnectFlow:
     def __init__(self, runtime: "Runtime") -> None:
         self.rt = runtime
         self._connect_writes = asyncio.Semaphore(CONNECT_WRITES_IN_FLIGHT)
+        self._writer_factory = self._start_writer  # one bound method for all sessions, not one per stream
 
     async def run(self, requests: AsyncIterator[pb2.ClientMessage], context: grpc.aio.ServicerContext) -> None:
         """Serve one stream in the RPC's own task until it closes.
@@ -74,19 +74,18 @@ class ConnectFlow:
         try:
             async with self._connect_writes:
                 await isolated(self.rt.lifecycle.connected(session.client_id, self.rt.replica_id))
-            session.serve(functools.partial(self._start_writer, context))
+            session.serve(self._writer_factory, context)
             if not session.closed and await self._handle(session, first):
                 del first
                 await self._read(session, context)
-            reason = session.close_reason or NORMAL
+            _consume_close_cancel(session, delivered=False)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not (session.reader_cancelled and task is not None and task.uncancel() == 0):
+            if not _consume_close_cancel(session, delivered=True):
                 raise  # gRPC cancelled the RPC (client gone, server stopping)
-            reason = session.close_reason or NORMAL  # session.close() interrupted the read
         finally:
             session.close(CLIENT_GONE)
             await asyncio.shield(self._finish(session))
+        reason = session.close_reason or NORMAL
         if reason.code != grpc.StatusCode.OK and reason is not CLIENT_GONE:
             await context.abort(reason.code, reason.details)
 
@@ -134,7 +133,7 @@ class ConnectFlow:
 
     async def _read(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
         """Process messages until the client half-closes or the stream ends."""
-        while True:
+        while not session.closed:
             try:
                 message = await context.read()
             except asyncio.CancelledError:
@@ -185,7 +184,7 @@ class ConnectFlow:
         if rejected is not None:
             metrics.MESSAGES_REJECTED.labels(kind, metrics.reject_cause(rejected)).inc()
 
-    def _start_writer(self, context: grpc.aio.ServicerContext, session: StreamSession) -> asyncio.Task[None]:
+    def _start_writer(self, session: StreamSession, context: grpc.aio.ServicerContext) -> asyncio.Task[None]:
         """A writer task for a session whose queue just got a command; it exits once the queue is empty,
         so an idle stream has no writer task."""
         return asyncio.get_running_loop().create_task(self._write(session, context))
@@ -202,6 +201,16 @@ class ConnectFlow:
             session.close(CLIENT_GONE)
         finally:
             session.writer_done()
+
+
+def _consume_close_cancel(session: StreamSession, delivered: bool) -> bool:
+    """Whether only session.close() cancelled the reading (current) task; that cancellation is then
+    withdrawn (Task.uncancel), so it neither ends the RPC as cancelled nor lingers for a later await.
+    `delivered` is False when the task got past its reads without seeing the CancelledError."""
+    task = asyncio.current_task()
+    if not session.reader_cancelled or task is None or (not delivered and not task.cancelling()):
+        return False
+    return task.uncancel() == 0
 
 
 async def isolated(work: Awaitable[T]) -> T:
