@@ -7,6 +7,7 @@ ingest buffer then calls forget_client(), and the client's next message resolves
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Final
 
@@ -53,7 +54,9 @@ async def client_pk(client_id: str) -> int:
         from ....models import Client
 
         convert.check_text(client_id, "client_id", CLIENT_ID_MAX, required=True)
-        client, _ = await Client.objects.aget_or_create(client_id=client_id)
+        # In a child task: sync_to_async copies asgiref's context locals (~6 KB) into the calling
+        # context, which for a stream's own task would live as long as the stream.
+        client, _ = await asyncio.ensure_future(Client.objects.aget_or_create(client_id=client_id))
         pk = client.pk
         KNOWN_CLIENTS.put(client_id, pk)
     return pk
