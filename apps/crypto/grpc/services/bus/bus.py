@@ -283,8 +283,10 @@ class CommandBus:
         self._owned(self._reply(envelope.reply_to, reply))
 
     def _owned(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """A reply that outlives whoever started it (a stream being cancelled); awaited on close."""
-        task = asyncio.create_task(coro)
+        """A reply that outlives whoever started it (a stream being cancelled); awaited on close.
+
+        Started eagerly: its Redis call goes out now, not one loop iteration later."""
+        task = asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
         return task
