@@ -36,6 +36,29 @@ async def test_a_late_delivery_note_keeps_the_owners_final_outcome():
     assert (row.outcome, row.routed_to) == ("acked", "r2")
 
 
+async def test_events_split_over_flushes_add_up_and_keep_what_earlier_flushes_wrote():
+    journal, cmd = CommandJournal(), command()
+    journal.accepted("bot-j", cmd, "operator:x", "r1", wait=True)
+    await journal.flush()
+    journal.outcome(common_pb2.CommandAck(command_id=cmd.command_id, success=True, message="pong"), False)
+    await journal.flush()
+    journal.delivery(cmd.command_id, Delivery(True, routed_to="r2"))  # the delivery note arrives last
+    await journal.flush()
+    row = await CommandRecord.objects.aget(command_id=cmd.command_id)
+    assert (row.client_id, row.kind, row.sent_by, row.wait_for_ack) == ("bot-j", "ping", "operator:x", True)
+    assert (row.outcome, row.routed_to, row.ack_message, row.ack_success) == ("acked", "r2", "pong", True)
+    assert row.payload["command_id"] == cmd.command_id and row.created_at is not None
+
+
+async def test_a_row_first_seen_through_its_delivery_gets_defaults_and_the_delivered_outcome():
+    journal, cmd = CommandJournal(), command()
+    journal.delivery(cmd.command_id, Delivery(True, routed_to="r3"))
+    await journal.flush()
+    row = await CommandRecord.objects.aget(command_id=cmd.command_id)
+    assert (row.outcome, row.routed_to, row.client_id, row.payload, row.ack_success) == ("delivered", "r3", "", {},
+                                                                                        None)
+
+
 async def test_full_buffer_drops_and_counts():
     journal = CommandJournal(limit=1)
     first, second = command(), command()

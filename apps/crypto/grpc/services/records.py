@@ -1,7 +1,8 @@
 """Command records (the audit trail of every command) written off the hot path.
 
 Events of a command (accepted, delivered, answered) are merged in memory and written in
-batches: one bulk upsert per batch instead of several upserts per command. The buffer is
+batches: one transaction and one prepared upsert (executemany, see ingest/bulk.py) per batch
+instead of several upserts per command. The buffer is
 bounded; past it a record is dropped and counted (metric crypto_journal_dropped_total).
 """
 
@@ -12,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from google.protobuf.json_format import MessageToDict
 
 from ..generated import common_pb2
@@ -69,8 +71,8 @@ class CommandJournal:
         for command_id, fields in batch.items():
             key = (fields.get("outcome") == DELIVERED, tuple(sorted(fields)))
             groups.setdefault(key, []).append((command_id, fields))
-        for (delivered_only, names), rows in groups.items():
-            await _write(names, rows, delivered_only)
+        if groups:
+            await sync_to_async(_write_groups)(groups)
 
     def accepted(self, client_id: str, command: pb2.DjangoCommand, sent_by: str, replica: str, wait: bool) -> None:
         self._put(command.command_id, {
@@ -90,17 +92,39 @@ class CommandJournal:
                                    "ack_error": ack.error, "finished_at": datetime.now(UTC)})
 
 
-async def _write(names: tuple[str, ...], rows: list[tuple[str, dict[str, Any]]], delivered_only: bool) -> None:
-    """One bulk upsert; a delivery note never overwrites an outcome the owner already wrote."""
+def _write_groups(groups: dict[tuple[bool, tuple[str, ...]], list[tuple[str, dict[str, Any]]]]) -> None:
+    """One transaction per flush; rows with the same known fields form one upsert (executemany)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        for (delivered_only, names), rows in groups.items():
+            _upsert(names, rows, delivered_only)
+
+
+def _upsert(names: tuple[str, ...], rows: list[tuple[str, dict[str, Any]]], delivered_only: bool) -> None:
+    """Insert with every column (defaults where this batch knows nothing) and on conflict update only
+    the fields it knows; a delivery note never overwrites an outcome the owner already wrote."""
+    from django.utils import timezone
+
     from apps.crypto.models import CommandRecord
 
-    objects = [CommandRecord(command_id=command_id, **fields) for command_id, fields in rows]
+    from .ingest.bulk import insert_many
+
     update = [n for n in names if not (delivered_only and n == "outcome")]
-    if update:
-        await CommandRecord.objects.abulk_create(objects, update_conflicts=True, unique_fields=["command_id"],
-                                                 update_fields=update)
+    if not update:
+        CommandRecord.objects.bulk_create([CommandRecord(command_id=c, **f) for c, f in rows], ignore_conflicts=True)
     else:
-        await CommandRecord.objects.abulk_create(objects, ignore_conflicts=True)
+        columns, defaults = _columns(CommandRecord)
+        defaults["created_at"] = timezone.now()
+        values = ([command_id if name == "command_id" else fields.get(name, defaults[name]) for name in columns]
+                  for command_id, fields in rows)
+        insert_many(CommandRecord, columns, values, unique=["command_id"], update=update)
     if delivered_only:
         ids = [command_id for command_id, _ in rows]
-        await CommandRecord.objects.filter(command_id__in=ids, outcome="queued").aupdate(outcome=DELIVERED)
+        CommandRecord.objects.filter(command_id__in=ids, outcome="queued").update(outcome=DELIVERED)
+
+
+def _columns(model: Any) -> tuple[list[str], dict[str, Any]]:
+    """Every concrete column but the primary key, and each one's default value."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    return [f.name for f in fields], {f.name: f.get_default() for f in fields}
