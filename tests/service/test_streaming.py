@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 
 import grpc
 import pytest
+from django.conf import settings
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.models import CommandRecord
@@ -206,3 +208,28 @@ async def test_oversize_message_ends_only_that_stream():
         assert ack.success
         await bot.__aexit__()
         await other.__aexit__()
+
+
+async def test_commands_reach_a_new_stream_while_its_connect_bookkeeping_waits_for_the_database():
+    """A slow database (here: locked by another connection) must not hold back a client's commands."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("locks the SQLite file directly")
+    async with running_server(auth=False) as server:
+        blocker = sqlite3.connect(database["NAME"], timeout=0, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # every write of the replica waits from now on
+        bot = RawBot(server.target, new_id(), auto_ack=False)
+        try:
+            await bot.__aenter__()
+            bot.send(heartbeat(bot.client_id))
+            await eventually(lambda: bot.client_id in server.replica.runtime.bus.sessions, message="attached")
+            async with server.channel() as channel:
+                response = await stub(channel).SendCommandToClient(ping_request(bot.client_id, "locked-1"),
+                                                                   metadata=server.operator_metadata(), timeout=5)
+            assert response.success, response.error
+            commands = await bot.wait_commands(1, timeout=2)
+            assert commands[0].command_id == "locked-1"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            await bot.__aexit__()

@@ -72,9 +72,9 @@ class ConnectFlow:
         metrics.STREAMS_OPENED.inc()
         metrics.ACTIVE_STREAMS.inc()
         try:
-            async with self._connect_writes:
+            session.serve(self._writer_factory, context)  # commands flow now, not after the bookkeeping
+            async with self._connect_writes:  # before the first message is read: status rows keep their order
                 await isolated(self.rt.lifecycle.connected(session.client_id, self.rt.replica_id))
-            session.serve(self._writer_factory, context)
             if not session.closed and await self._handle(session, first):
                 del first
                 await self._read(session, context)
