@@ -104,3 +104,19 @@ async def test_refusals_found_at_flush_are_recorded_and_counted(dispatch: Dispat
     assert [r async for r in rows] == [
         ("second", "transaction.transaction_id: 't' already recorded with another amount")]
     assert (await Transaction.objects.aget(client__client_id=client_id)).amount == 1
+
+
+async def test_close_is_bounded_when_the_database_hangs_and_says_what_was_left(caplog) -> None:
+    async def never_returns(batch: Sequence[Write]) -> FlushReport:
+        await asyncio.Event().wait()  # the database hangs
+        raise AssertionError("unreachable")
+
+    buffer = IngestBuffer(never_returns, batch_size=2, interval=0.001, limit=10)
+    buffer.start()
+    _, writes = await log_writes(3)
+    for write in writes:
+        await buffer.put(write)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(buffer.close(timeout=0.3), 5)
+    assert asyncio.get_running_loop().time() - started < 2
+    assert any("ingest.close_incomplete left=3" in r.getMessage() for r in caplog.records)

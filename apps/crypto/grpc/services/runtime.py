@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = "crypto.CryptoStreamingService"
 READINESS, LIVENESS = "readiness", "liveness"
 READY_SERVICES = ("", READINESS, SERVICE_NAME)
+INGEST_CLOSE_TIMEOUT = 8.0  # seconds to store buffered client messages at exit (a hung database)
 ACK_SETTLE = 1.0  # seconds a draining stream waits for acks of commands it already delivered
 _CURRENT: list["Runtime"] = []
 
@@ -133,7 +134,7 @@ class Runtime:
             return
         self._closed = True
         await self._wait_detached(2.0)  # streams cancelled by server.stop still release their claims
-        await self.ingest.close()  # the streams are gone: store every client message still buffered
+        await self.ingest.close(INGEST_CLOSE_TIMEOUT)  # the streams are gone: store every buffered message
         await self.supervisor.close()
         await self.runner.close()
         await asyncio.gather(*self._health_updates, return_exceptions=True)

@@ -9,8 +9,8 @@ transaction, whatever the number of messages.
 - Ordered: one flush task takes writes in the order they were put and stores batch after batch, so
   later messages of a client never land before earlier ones. behind() orders a direct write (stream
   open/close bookkeeping) after everything already buffered.
-- Nothing is lost on shutdown: close() stores whatever is left; a write put after close() is stored
-  at once.
+- Nothing is lost on shutdown: close() stores whatever is left (unless the database hangs past its
+  timeout, which is logged with the count); a write put after close() is stored at once.
 """
 
 from __future__ import annotations
@@ -89,13 +89,23 @@ class IngestBuffer:
 
         return ordered
 
-    async def close(self) -> None:
-        """Store everything still buffered, then stop the flush task."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Store everything still buffered, then stop the flush task.
+
+        Bounded by `timeout` (None: wait as long as it takes): a hung database must not keep a
+        replica from exiting; what could not be stored by then is counted in the log line.
+        """
         self._closing = True
         self._has_writes.set()
         self._batch_ready.set()
         if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+            done, _ = await asyncio.wait({self._task}, timeout=timeout)
+            if not done:
+                logger.error("ingest.close_incomplete left=%d timeout=%.1f", self.pending, timeout)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+                self._task = None
+                return
             self._task = None
         while self._queue:  # the task died (a bug): do not lose what it left
             await self._flush_next()
