@@ -6,6 +6,7 @@ The Helm chart and outside tests use exactly these names; see README "Configurat
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,18 @@ def split_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+_EXPERIMENT = re.compile(r"-?[a-z0-9_]+")
+
+
+def parse_experiments(raw: str) -> tuple[str, ...]:
+    """GRPC_EXPERIMENTS is read by gRPC core itself; a malformed list is refused here, at start-up."""
+    names = split_list(raw)
+    bad = [name for name in names if not _EXPERIMENT.fullmatch(name)]
+    if bad:
+        raise ValueError(f"GRPC_EXPERIMENTS must be comma-separated experiment names, got {bad[0]!r}")
+    return names
+
+
 @dataclass(frozen=True)
 class Environment:
     """The process environment, typed and validated."""
@@ -57,6 +70,7 @@ class Environment:
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_port: int = 9100
+    grpc_experiments: tuple[str, ...] = ()  # gRPC core reads GRPC_EXPERIMENTS; kept here to check and log it
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> "Environment":
@@ -80,6 +94,7 @@ class Environment:
             log_format=log_format,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             metrics_port=parse_int("METRICS_PORT", env.get("METRICS_PORT", "9100")),
+            grpc_experiments=parse_experiments(env.get("GRPC_EXPERIMENTS", "")),
         )
 
 

@@ -205,7 +205,7 @@ def test_grpc_container_sees_every_app_variable(docs: list[dict[str, Any]], valu
     names = set(env_of(container)) | set(config_data(docs))
     expected = GRPC_CONFIG_VARS | set(SECRET_VARS) | {"REPLICA_ID"}
     assert expected <= names
-    options = {k for k, v in values["grpc"].items() if v is not None and k not in {"host", "port"}}
+    options = {k for k, v in values["grpc"].items() if v is not None and k not in {"host", "port", "experiments"}}
     assert len(names & GRPC_OPTION_VARS) == len(options)
     if values["config"]["centrifugoApiUrl"]:
         assert "CENTRIFUGO_API_URL" in names
@@ -217,11 +217,17 @@ def test_grpc_options_are_rendered_as_integers(helm: Helm) -> None:
     assert data["GRPC_MAX_MESSAGE_BYTES"] == "4194304"
     assert data["GRPC_KEEPALIVE_TIME_MS"] == "30000"
     assert data["CRYPTO_AUTH"] == "off"
+    assert data["GRPC_EXPERIMENTS"] == "ph2_server"
 
 
 def test_unset_grpc_options_leave_app_defaults(helm: Helm) -> None:
     data = config_data(helm.render())
-    assert not set(data) & (GRPC_OPTION_VARS | {"CRYPTO_DRAIN_WINDOW", "CENTRIFUGO_API_URL"})
+    assert not set(data) & (GRPC_OPTION_VARS | {"CRYPTO_DRAIN_WINDOW", "CENTRIFUGO_API_URL", "GRPC_EXPERIMENTS"})
+
+
+def test_grpc_experiments_must_be_a_list_of_names(helm: Helm) -> None:
+    proc = helm.run(*helm.template_cmd(sets=("grpc.experiments=ph2_server;true",)), check=False)
+    assert proc.returncode != 0 and "experiments" in proc.stderr
 
 
 def test_drain_window(helm: Helm) -> None:

@@ -88,8 +88,8 @@ async def start_replica(host: str, port: int, config: CryptoStreamingConfig, ref
     await runtime.start()
     await server.start()
     serve_metrics("0.0.0.0", runtime.env.metrics_port)
-    logger.info("replica.started replica=%s address=%s:%d auth=%s", runtime.replica_id, host, bound,
-                "on" if runtime.env.auth_enabled else "off")
+    logger.info("replica.started replica=%s address=%s:%d auth=%s grpc_experiments=%s", runtime.replica_id, host,
+                bound, "on" if runtime.env.auth_enabled else "off", ",".join(runtime.env.grpc_experiments) or "-")
     return Replica(server, runtime, bound)
 
 

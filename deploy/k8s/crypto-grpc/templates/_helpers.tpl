@@ -94,6 +94,9 @@ CRYPTO_DRAIN_WINDOW: {{ .Values.drain.windowSeconds | toString | quote }}
 {{- with .Values.config.centrifugoApiUrl }}
 CENTRIFUGO_API_URL: {{ . | quote }}
 {{- end }}
+{{- with .Values.grpc.experiments }}
+GRPC_EXPERIMENTS: {{ . | quote }}
+{{- end }}
 {{- $grpcOptions := dict
       "GRPC_KEEPALIVE_TIME_MS" .Values.grpc.keepaliveTimeMs
       "GRPC_KEEPALIVE_TIMEOUT_MS" .Values.grpc.keepaliveTimeoutMs
