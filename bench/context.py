@@ -28,6 +28,7 @@ class Options:
     ingest_messages: int = 20_000  # in all, per variant
     ingest_seconds: float = 60.0  # cap on the sending phase
     memory_steps: tuple[int, ...] = (1000, 5000, 10000)
+    memory_transports: tuple[str, ...] = ("default", "ph2_server")  # "default" or a GRPC_EXPERIMENTS value
     load_concurrency: int = 8  # background commands in flight during failover / rollout
     profile: bool = False
     replica_env: tuple[tuple[str, str], ...] = ()

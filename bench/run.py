@@ -37,6 +37,10 @@ def int_list(raw: str) -> tuple[int, ...]:
     return tuple(int(x) for x in raw.split(",") if x.strip())
 
 
+def name_list(raw: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in raw.split(",") if x.strip())
+
+
 def env_pair(raw: str) -> tuple[str, str]:
     key, sep, value = raw.partition("=")
     if not sep or not key:
@@ -57,6 +61,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ingest-messages", type=int, default=20_000, help="messages sent per ingest variant")
     p.add_argument("--ingest-seconds", type=float, default=60.0, help="cap on an ingest variant's sending time")
     p.add_argument("--memory-steps", type=int_list, default=(1000, 5000, 10000), help="idle streams on one replica")
+    p.add_argument("--memory-transports", type=name_list, default=("default", "ph2_server"),
+                   help="memory: gRPC transports to measure ('default' or a GRPC_EXPERIMENTS value)")
     p.add_argument("--load-concurrency", type=int, default=8, help="commands in flight during failover/rollout")
     p.add_argument("--fleet-channels", type=int, default=4, help="load generator channels per replica")
     p.add_argument("--profile", action="store_true", help="latency: py-spy a replica during an extra cross step")
@@ -77,7 +83,8 @@ def options(args: argparse.Namespace) -> Options:
                    duration=args.duration, concurrency=args.concurrency, fleet_channels=args.fleet_channels,
                    ingest_clients=args.ingest_clients, ingest_messages=args.ingest_messages,
                    ingest_seconds=args.ingest_seconds,
-                   memory_steps=args.memory_steps, load_concurrency=args.load_concurrency, profile=args.profile,
+                   memory_steps=args.memory_steps, memory_transports=args.memory_transports,
+                   load_concurrency=args.load_concurrency, profile=args.profile,
                    replica_env=tuple(args.env))
 
 
