@@ -75,9 +75,10 @@ class CommandJournal:
             await sync_to_async(_write_groups)(groups)
 
     def accepted(self, client_id: str, command: pb2.DjangoCommand, sent_by: str, replica: str, wait: bool) -> None:
+        """The command itself is kept (it is not changed after acceptance) and turned into the payload JSON
+        when its batch is written, off the command's path."""
         self._put(command.command_id, {
-            "client_id": client_id, "kind": command.WhichOneof("command") or "",
-            "payload": MessageToDict(command, preserving_proto_field_name=True),
+            "client_id": client_id, "kind": command.WhichOneof("command") or "", "payload": command,
             "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait})
 
     def delivery(self, command_id: str, delivery: Delivery) -> None:
@@ -98,7 +99,14 @@ def _write_groups(groups: dict[tuple[bool, tuple[str, ...]], list[tuple[str, dic
 
     with transaction.atomic():
         for (delivered_only, names), rows in groups.items():
-            _upsert(names, rows, delivered_only)
+            _upsert(names, [(command_id, _as_columns(fields)) for command_id, fields in rows], delivered_only)
+
+
+def _as_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    payload = fields.get("payload")
+    if isinstance(payload, pb2.DjangoCommand):
+        fields["payload"] = MessageToDict(payload, preserving_proto_field_name=True)
+    return fields
 
 
 def _upsert(names: tuple[str, ...], rows: list[tuple[str, dict[str, Any]]], delivered_only: bool) -> None:

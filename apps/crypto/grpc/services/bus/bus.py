@@ -146,18 +146,18 @@ class CommandBus:
 
     async def _deliver(self, client_id: str, command: pb2.DjangoCommand, pending: Pending,
                        deadline: float, wait_ack: bool) -> Delivery:
-        envelope = m.Envelope(m.COMMAND, client_id=client_id, command_id=command.command_id, reply_to=self.me,
-                              body=command.SerializeToString(), wait_ack=wait_ack)
-        raw = m.encode(envelope)
+        raw = ""  # the envelope for other replicas, encoded only once a local offer failed
         while time.monotonic() < deadline:
             session = self.sessions.get(client_id)
             if session is not None and self._offer(session, command, self.me if wait_ack else ""):
                 return Delivery(True, routed_to=self.me)
+            raw = raw or m.encode(m.Envelope(m.COMMAND, client_id=client_id, command_id=command.command_id,
+                                             reply_to=self.me, body=command.SerializeToString(), wait_ack=wait_ack))
             ack_wait = deadline - time.monotonic() + 1.0 if wait_ack else 0.0
             route = await self.link.route(client_id, command.command_id, raw, ack_wait)
             owner = route.owner
             if owner is None:
-                held = await self._hold(client_id, envelope, pending, deadline)
+                held = await self._hold(client_id, command.command_id, raw, pending, deadline)
                 if held is None:  # a new owner claimed the client meanwhile: route to it
                     continue
                 return held
@@ -198,19 +198,18 @@ class CommandBus:
         except TimeoutError:
             return None
 
-    async def _hold(self, client_id: str, envelope: m.Envelope, pending: Pending,
+    async def _hold(self, client_id: str, command_id: str, raw: str, pending: Pending,
                     deadline: float) -> Delivery | None:
-        """No owner: hold the command while the client is inside its grace window.
+        """No owner: hold the command (its encoded envelope) while the client is inside its grace window.
 
         None when an owner appeared in the meantime (the caller routes to it).
         """
-        raw = m.encode(envelope)
         status = await self.link.hold(client_id, raw)
         if status == "offline":
             return Delivery(False, f"client {client_id} is not connected")
         if status.startswith("owner:"):
             return None
-        logger.info("bus.command_held client_id=%s command_id=%s", client_id, envelope.command_id)
+        logger.info("bus.command_held client_id=%s command_id=%s", client_id, command_id)
         with metrics.GRACE_HELD.track_inprogress():
             outcome = await self._confirmation_until(pending, min(deadline, time.monotonic() + self.grace))
         if outcome is not None:
