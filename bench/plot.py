@@ -31,6 +31,11 @@ def latency_png(result: dict[str, Any], path: Path) -> str:
         ax.axhline(value, color="grey", linestyle=":", linewidth=1)
         ax.annotate(label, (min(r["concurrency"] for r in steps), value), fontsize=7, color="grey",
                     textcoords="offset points", xytext=(2, 2))
+    unary = result.get("floors", {}).get("grpc_unary", {}).get("p50_ms")
+    if unary:  # the machine's own cost of one unary gRPC call, measured in the same run
+        ax.axhline(unary, color="black", linestyle="-.", linewidth=1)
+        ax.annotate(f"bare grpc.aio unary call p50 {unary:.2f} ms (this run)", (min(r["concurrency"] for r in steps),
+                    unary), fontsize=7, textcoords="offset points", xytext=(2, -10))
     tput.axhline(3000, color="grey", linestyle=":", linewidth=1)
     tput.annotate("target 3,000/s", (min(r["concurrency"] for r in steps), 3000), fontsize=7, color="grey",
                   textcoords="offset points", xytext=(2, -10))

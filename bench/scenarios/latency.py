@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .. import profiling
+from .. import floors, profiling
 from ..cluster import Cluster, owners, redis_calls, wait_claims
 from ..commands import Commands, Ending
 from ..context import Context, cluster, fleet
@@ -24,6 +24,7 @@ from ..report import check, table, targets_table
 from ..stats import summary_ms
 
 WARMUP_SECONDS = 2.0
+FLOOR_SECONDS = 3.0  # per floor (gRPC unary, Redis hop)
 PROFILE_CONCURRENCY = 32
 
 
@@ -126,6 +127,9 @@ async def run(ctx: Context) -> dict[str, Any]:
             redis = c.redis_client()
             try:
                 await closed_loop(commands, plan, "cross", 8, WARMUP_SECONDS)
+                assert c.redis is not None
+                ctx.log("latency: measuring the gRPC and Redis floors")
+                floor = await floors.measure(c.redis.url, FLOOR_SECONDS)
                 rows = []
                 for concurrency in opts.concurrency:
                     for mode in ("same", "cross"):
@@ -143,7 +147,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 await commands.close()
                 await redis.aclose()
             fleet_stats = await f.stats()
-    return assemble(ctx, rows, claimed, fleet_stats, profile)
+    return assemble(ctx, rows, claimed, fleet_stats, profile, floor)
 
 
 def ratio(rows: list[dict[str, Any]], concurrency: int, key: str) -> float:
@@ -152,8 +156,27 @@ def ratio(rows: list[dict[str, Any]], concurrency: int, key: str) -> float:
     return round(cross[key] / same[key], 2) if same[key] else float("nan")
 
 
+def floor_view(rows: list[dict[str, Any]], concurrency: int, floor: dict[str, Any]) -> dict[str, Any]:
+    """The measured floors next to the c=1 figures: what the cross path adds beyond its two Redis hops, and
+    the cross/same ratio a service with no code of its own on the cross path would still show."""
+    same = next(r for r in rows if r["mode"] == "same" and r["concurrency"] == concurrency)["p50_ms"]
+    cross = next(r for r in rows if r["mode"] == "cross" and r["concurrency"] == concurrency)["p50_ms"]
+    unary, hop = floor["grpc_unary"]["p50_ms"], floor["redis_hop"]["p50_ms"]
+    return {"grpc_unary_p50_ms": unary, "redis_hop_p50_ms": hop, "same_p50_ms": same, "cross_p50_ms": cross,
+            "same_minus_unary_ms": round(same - unary, 3), "cross_minus_same_ms": round(cross - same, 3),
+            "two_hops_ms": round(2 * hop, 3), "ratio_floor": round((same + 2 * hop) / same, 2) if same else None}
+
+
+def floor_text(view: dict[str, Any]) -> str:
+    return (f"floors (this run): bare grpc.aio unary call p50 {view['grpc_unary_p50_ms']} ms, redis-py pub/sub "
+            f"hop p50 {view['redis_hop_p50_ms']} ms. Same-replica p50 is the unary floor + "
+            f"{view['same_minus_unary_ms']} ms (one stream round trip and the service); cross adds "
+            f"{view['cross_minus_same_ms']} ms, of which {view['two_hops_ms']} ms are its two Redis hops. "
+            f"Cross/same ratio with zero service code on the cross path: {view['ratio_floor']}")
+
+
 def assemble(ctx: Context, rows: list[dict[str, Any]], claimed: int, fleet_stats: dict[str, Any],
-             profile: dict[str, Any] | None) -> dict[str, Any]:
+             profile: dict[str, Any] | None, floor: dict[str, Any]) -> dict[str, Any]:
     opts = ctx.options
     low = min(opts.concurrency)
     cross_low = next(r for r in rows if r["mode"] == "cross" and r["concurrency"] == low)
@@ -172,6 +195,8 @@ def assemble(ctx: Context, rows: list[dict[str, Any]], claimed: int, fleet_stats
     text = table(rows, columns, f"ExecuteCommandSync latency, {opts.replicas} replicas, {claimed} connected bots "
                                 f"(cpu = cores used over the step)")
     text += "\n\n" + targets_table(checks)
+    view = floor_view(rows, low, floor)
+    text += "\n\n" + floor_text(view)
     if profile and "self" in profile:
         text += "\n\n" + table(profile["self"][:12], ["where", "samples", "pct"],
                                f"py-spy, replica {profile['replica']} (cross, c={profile['concurrency']}): self time")
@@ -180,5 +205,5 @@ def assemble(ctx: Context, rows: list[dict[str, Any]], claimed: int, fleet_stats
                                "project functions, inclusive (apps/, config/)")
     return {"params": {"replicas": opts.replicas, "clients": opts.clients, "duration_s": opts.duration,
                        "concurrency": list(opts.concurrency), "database": ctx.database_kind},
-            "connected": claimed, "steps": rows, "targets": checks, "loadgen": fleet_stats, "profile": profile,
+            "connected": claimed, "steps": rows, "targets": checks, "floors": {**floor, "view": view}, "loadgen": fleet_stats, "profile": profile,
             "table": text}
