@@ -94,4 +94,13 @@ def machine() -> dict[str, Any]:
     import grpc
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "grpcio": grpc.__version__,
-            "platform": platform.platform()}
+            "platform": platform.platform(), "cpu_loop_ms": cpu_loop_ms()}
+
+
+def cpu_loop_ms(n: int = 2_000_000) -> float:
+    """A fixed pure-Python loop, timed: how fast this machine is right now (its speed drifts by 2x)."""
+    began = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return round((time.perf_counter() - began) * 1000, 1)

@@ -117,7 +117,8 @@ async def run_all(names: list[str], ctx: Context, args: argparse.Namespace) -> i
         payload = {"scenario": name, "stamp": ctx.stamp, "command": shlex.join([sys.executable, *sys.argv]),
                    "machine": machine(), **result}
         path = write_json(name, ctx.stamp, payload)
-        print(f"\n== {name} ({result['seconds']} s)\n{result['table']}", flush=True)
+        print(f"\n== {name} ({result['seconds']} s; CPU check loop {payload['machine']['cpu_loop_ms']} ms)\n"
+              f"{result['table']}", flush=True)
         if result.get("plot"):
             print(f"plot: {result['plot']}")
         print(f"json: {path.relative_to(ROOT)}", flush=True)
