@@ -17,6 +17,11 @@ from tests.support.operator import Operator
 from tests.support.rawbot import RawBot, heartbeat
 from tests.support.waiting import eventually
 
+# How grpc.aio reports a replica killed under a stream: UNAVAILABLE ("Stream removed ... Connection reset
+# by peer"), or INTERNAL ("Internal error from Core") when the bot's own write met the reset connection
+# first. Which one is a race of the bot's writes with the kill; both mean "reconnect".
+CRASH_ENDINGS = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL)
+
 
 async def test_list_clients_shows_every_client_with_its_replica(cluster, redis_server):
     operator = Operator(OPERATOR_TOKEN)
@@ -47,7 +52,7 @@ async def test_owner_killed_commands_fail_fast_or_follow_the_client(cluster, red
     try:
         await wait_routable(operator, cluster[0].target, bot.client_id)
         victim.kill()
-        assert await bot.ended() == grpc.StatusCode.UNAVAILABLE
+        assert await bot.ended() in CRASH_ENDINGS, bot.details
         execute = asyncio.create_task(operator.execute(cluster[0].target, bot.client_id, "after-kill", timeout=15))
         await eventually(lambda: redis_server.client().get(f"crypto:owner:{bot.client_id}") is None,
                          timeout=3, message="stale claim cleaned")
