@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from tests.cluster.conftest import start_replicas, stop_replicas
-from tests.cluster.test_routing import connect, wait_routable
+from tests.cluster.test_routing import check_every_replica_reaches_every_client, connect, wait_routable
 from tests.support.cluster import OPERATOR_TOKEN, ReplicaProcess, replica_env
 from tests.support.operator import Operator
 from tests.support.redis_server import RedisServer
@@ -42,20 +42,7 @@ def test_replicas_run_with_the_experiment_known_to_grpc(ph2_cluster):
 
 
 async def test_commands_cross_replicas_and_are_acked(ph2_cluster):
-    operator = Operator(OPERATOR_TOKEN)
-    bots = [await connect(replica) for replica in ph2_cluster]
-    try:
-        for bot in bots:
-            await wait_routable(operator, ph2_cluster[0].target, bot.client_id)
-        for replica in ph2_cluster:
-            for bot in bots:
-                command_id = f"ph2-{uuid.uuid4().hex[:8]}"
-                ack = await operator.execute(replica.target, bot.client_id, command_id)
-                assert ack.success and ack.command_id == command_id, (replica.replica_id, ack.error)
-    finally:
-        for bot in bots:
-            await bot.__aexit__()
-        await operator.close()
+    await check_every_replica_reaches_every_client(ph2_cluster)
 
 
 async def test_sigterm_drain_ends_streams_with_unavailable(ph2_cluster):
