@@ -27,18 +27,18 @@ def latency_png(result: dict[str, Any], path: Path) -> str:
             ax.plot(xs, [r[key] for r in rows], style, marker=marker, color=color, label=f"{label} {mode}")
         tput.plot(xs, [r["acked_per_s"] for r in rows], style, marker=marker, color="tab:green", label=mode)
     params = result["params"]
+    left = min(r["concurrency"] for r in steps)  # where the reference lines are labelled
     for value, label in ((1.5, "target p50 cross 1.5 ms"), (5.0, "target p99 cross 5 ms")):
         ax.axhline(value, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(label, (min(r["concurrency"] for r in steps), value), fontsize=7, color="grey",
-                    textcoords="offset points", xytext=(2, 2))
+        ax.annotate(label, (left, value), fontsize=7, color="grey", textcoords="offset points", xytext=(2, 2))
     unary = result.get("floors", {}).get("grpc_unary", {}).get("p50_ms")
     if unary:  # the machine's own cost of one unary gRPC call, measured in the same run
         ax.axhline(unary, color="black", linestyle="-.", linewidth=1)
-        ax.annotate(f"bare grpc.aio unary call p50 {unary:.2f} ms (this run)", (min(r["concurrency"] for r in steps),
-                    unary), fontsize=7, textcoords="offset points", xytext=(2, -10))
+        ax.annotate(f"bare grpc.aio unary call p50 {unary:.2f} ms (this run)", (left, unary), fontsize=7,
+                    textcoords="offset points", xytext=(2, -10))
     tput.axhline(3000, color="grey", linestyle=":", linewidth=1)
-    tput.annotate("target 3,000/s", (min(r["concurrency"] for r in steps), 3000), fontsize=7, color="grey",
-                  textcoords="offset points", xytext=(2, -10))
+    tput.annotate("target 3,000/s", (left, 3000), fontsize=7, color="grey", textcoords="offset points",
+                  xytext=(2, -10))
     database = params.get("database", "sqlite")
     ax.set(xscale="log", yscale="log", xlabel="commands in flight", ylabel="ms",
            title=f"ExecuteCommandSync latency ({params['replicas']} replicas, {result['connected']} bots, {database})")

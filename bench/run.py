@@ -29,16 +29,13 @@ if str(ROOT) not in sys.path:
 from bench.context import Context, Options, machine  # noqa: E402
 from bench.plot import latency_png  # noqa: E402
 from bench.report import write_json  # noqa: E402
+from config.env import split_list  # noqa: E402
 
 SCENARIOS = ("latency", "ingest", "memory", "failover", "rollout")
 
 
 def int_list(raw: str) -> tuple[int, ...]:
     return tuple(int(x) for x in raw.split(",") if x.strip())
-
-
-def name_list(raw: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in raw.split(",") if x.strip())
 
 
 def env_pair(raw: str) -> tuple[str, str]:
@@ -61,7 +58,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ingest-messages", type=int, default=20_000, help="messages sent per ingest variant")
     p.add_argument("--ingest-seconds", type=float, default=60.0, help="cap on an ingest variant's sending time")
     p.add_argument("--memory-steps", type=int_list, default=(1000, 5000, 10000), help="idle streams on one replica")
-    p.add_argument("--memory-transports", type=name_list, default=("default", "ph2_server"),
+    p.add_argument("--memory-transports", type=split_list, default=("default", "ph2_server"),
                    help="memory: gRPC transports to measure ('default' or a GRPC_EXPERIMENTS value)")
     p.add_argument("--load-concurrency", type=int, default=8, help="commands in flight during failover/rollout")
     p.add_argument("--fleet-channels", type=int, default=4, help="load generator channels per replica")

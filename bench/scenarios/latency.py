@@ -150,17 +150,19 @@ async def run(ctx: Context) -> dict[str, Any]:
     return assemble(ctx, rows, claimed, fleet_stats, profile, floor)
 
 
+def step(rows: list[dict[str, Any]], mode: str, concurrency: int) -> dict[str, Any]:
+    return next(r for r in rows if r["mode"] == mode and r["concurrency"] == concurrency)
+
+
 def ratio(rows: list[dict[str, Any]], concurrency: int, key: str) -> float:
-    same = next(r for r in rows if r["mode"] == "same" and r["concurrency"] == concurrency)
-    cross = next(r for r in rows if r["mode"] == "cross" and r["concurrency"] == concurrency)
+    same, cross = step(rows, "same", concurrency), step(rows, "cross", concurrency)
     return round(cross[key] / same[key], 2) if same[key] else float("nan")
 
 
 def floor_view(rows: list[dict[str, Any]], concurrency: int, floor: dict[str, Any]) -> dict[str, Any]:
     """The measured floors next to the c=1 figures: what the cross path adds beyond its two Redis hops, and
     the cross/same ratio a service with no code of its own on the cross path would still show."""
-    same = next(r for r in rows if r["mode"] == "same" and r["concurrency"] == concurrency)["p50_ms"]
-    cross = next(r for r in rows if r["mode"] == "cross" and r["concurrency"] == concurrency)["p50_ms"]
+    same, cross = step(rows, "same", concurrency)["p50_ms"], step(rows, "cross", concurrency)["p50_ms"]
     unary, hop = floor["grpc_unary"]["p50_ms"], floor["redis_hop"]["p50_ms"]
     return {"grpc_unary_p50_ms": unary, "redis_hop_p50_ms": hop, "same_p50_ms": same, "cross_p50_ms": cross,
             "same_minus_unary_ms": round(same - unary, 3), "cross_minus_same_ms": round(cross - same, 3),
@@ -179,7 +181,7 @@ def assemble(ctx: Context, rows: list[dict[str, Any]], claimed: int, fleet_stats
              profile: dict[str, Any] | None, floor: dict[str, Any]) -> dict[str, Any]:
     opts = ctx.options
     low = min(opts.concurrency)
-    cross_low = next(r for r in rows if r["mode"] == "cross" and r["concurrency"] == low)
+    cross_low = step(rows, "cross", low)
     best = max(r["acked_per_s"] for r in rows)
     checks = [
         check(f"cross-replica p50 (c={low})", "<= 1.5 ms", cross_low["p50_ms"], cross_low["p50_ms"] <= 1.5),
@@ -205,5 +207,5 @@ def assemble(ctx: Context, rows: list[dict[str, Any]], claimed: int, fleet_stats
                                "project functions, inclusive (apps/, config/)")
     return {"params": {"replicas": opts.replicas, "clients": opts.clients, "duration_s": opts.duration,
                        "concurrency": list(opts.concurrency), "database": ctx.database_kind},
-            "connected": claimed, "steps": rows, "targets": checks, "floors": {**floor, "view": view}, "loadgen": fleet_stats, "profile": profile,
-            "table": text}
+            "connected": claimed, "steps": rows, "targets": checks, "floors": {**floor, "view": view},
+            "loadgen": fleet_stats, "profile": profile, "table": text}
