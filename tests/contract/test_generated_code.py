@@ -26,14 +26,14 @@ def test_field_numbers_are_the_released_ones():
         "transaction": 12, "status": 13, "heartbeat": 14, "error": 15, "log": 16, "command_ack": 17}
     assert numbers(pb2.DjangoCommand) == {
         "command_id": 1, "timestamp": 2, "ping": 10, "pause": 11, "resume": 12, "sync_wallets": 13,
-        "request_status": 14}
+        "request_status": 14, "retry": 3}
     assert numbers(common_pb2.CommandAck) == {
         "command_id": 1, "success": 2, "message": 3, "error": 4, "current_status": 5, "timestamp": 6}
     assert dict(common_pb2.ClientStatus.items()) == {
         "CLIENT_STATUS_UNKNOWN": 0, "CLIENT_STATUS_ACTIVE": 1, "CLIENT_STATUS_PAUSED": 2,
         "CLIENT_STATUS_ERROR": 3, "CLIENT_STATUS_STOPPED": 4}
     assert numbers(pb2.SendCommandRequest) == {"client_id": 1, "command": 2}
-    assert numbers(pb2.SendCommandResponse) == {"success": 1, "error": 2}
+    assert numbers(pb2.SendCommandResponse) == {"success": 1, "error": 2, "command_id": 3}
 
 
 def test_service_methods_are_the_released_ones():

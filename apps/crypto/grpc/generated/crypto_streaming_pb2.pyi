@@ -112,9 +112,10 @@ class LogEntry(_message.Message):
     def __init__(self, level: _Optional[str] = ..., message: _Optional[str] = ..., extra_data: _Optional[str] = ...) -> None: ...
 
 class DjangoCommand(_message.Message):
-    __slots__ = ("command_id", "timestamp", "ping", "pause", "resume", "sync_wallets", "request_status")
+    __slots__ = ("command_id", "timestamp", "retry", "ping", "pause", "resume", "sync_wallets", "request_status")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     PAUSE_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
@@ -122,12 +123,13 @@ class DjangoCommand(_message.Message):
     REQUEST_STATUS_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     timestamp: _timestamp_pb2.Timestamp
+    retry: bool
     ping: PingCommand
     pause: PauseClientCommand
     resume: ResumeClientCommand
     sync_wallets: SyncWalletsCommand
     request_status: RequestStatusCommand
-    def __init__(self, command_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ping: _Optional[_Union[PingCommand, _Mapping]] = ..., pause: _Optional[_Union[PauseClientCommand, _Mapping]] = ..., resume: _Optional[_Union[ResumeClientCommand, _Mapping]] = ..., sync_wallets: _Optional[_Union[SyncWalletsCommand, _Mapping]] = ..., request_status: _Optional[_Union[RequestStatusCommand, _Mapping]] = ...) -> None: ...
+    def __init__(self, command_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry: _Optional[bool] = ..., ping: _Optional[_Union[PingCommand, _Mapping]] = ..., pause: _Optional[_Union[PauseClientCommand, _Mapping]] = ..., resume: _Optional[_Union[ResumeClientCommand, _Mapping]] = ..., sync_wallets: _Optional[_Union[SyncWalletsCommand, _Mapping]] = ..., request_status: _Optional[_Union[RequestStatusCommand, _Mapping]] = ...) -> None: ...
 
 class PingCommand(_message.Message):
     __slots__ = ("sequence",)
@@ -168,9 +170,11 @@ class SendCommandRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., command: _Optional[_Union[DjangoCommand, _Mapping]] = ...) -> None: ...
 
 class SendCommandResponse(_message.Message):
-    __slots__ = ("success", "error")
+    __slots__ = ("success", "error", "command_id")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     success: bool
     error: str
-    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    command_id: str
+    def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., command_id: _Optional[str] = ...) -> None: ...
