@@ -88,8 +88,9 @@ def _from_ack(request: CommandRequest, command: pb2.DjangoCommand, ack: common_p
 
 def _from_delivery(request: CommandRequest, command: pb2.DjangoCommand,
                    response: pb2.SendCommandResponse) -> CommandReply:
-    return CommandReply(request.client_id, request.kind, command.command_id, False, response.success,
-                        error=response.error)
+    # The client sends a copy and the server names an id-less command: the id is the response's.
+    return CommandReply(request.client_id, request.kind, response.command_id or command.command_id, False,
+                        response.success, error=response.error)
 
 
 # result message type -> how it becomes a CommandReply

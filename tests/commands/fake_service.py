@@ -8,6 +8,7 @@ interface mirrors tests/support/grpc_server.running_server: .target, .operator_t
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,11 +42,14 @@ class MemoryKeyStore:
 class FakeService(pb2_grpc.CryptoStreamingServiceServicer):
     auth: Authenticator
     send_headers: bool = True  # the real server should send initial metadata once a stream is accepted
+    name_responses: bool = True  # False: SendCommandResponse.command_id left empty, like a server before that field
     received: list[pb2.ClientMessage] = field(default_factory=list)
     streams: dict[str, asyncio.Queue[pb2.DjangoCommand]] = field(default_factory=dict)
     acks: dict[str, asyncio.Future[common_pb2.CommandAck]] = field(default_factory=dict)
     metadata: list[dict[str, str]] = field(default_factory=list)
     stream_ends: list[str] = field(default_factory=list)  # "ok" when the bot half-closed
+    commands_in: list[pb2.DjangoCommand] = field(default_factory=list)  # commands as operators sent them
+    last_command_id: str = ""  # the id the last accepted command went out under
 
     def payloads(self, kind: str) -> list[pb2.ClientMessage]:
         return [m for m in self.received if m.WhichOneof("payload") == kind]
@@ -89,25 +93,40 @@ class FakeService(pb2_grpc.CryptoStreamingServiceServicer):
             else:
                 getter.cancel()
 
+    def _accept(self, request: pb2.SendCommandRequest) -> pb2.DjangoCommand:
+        """Like the real server: keep what arrived, name an id-less command, stamp it."""
+        self.commands_in.append(request.command)
+        command = pb2.DjangoCommand()
+        command.CopyFrom(request.command)
+        if not command.command_id:
+            command.command_id = uuid.uuid4().hex
+        if not command.HasField("timestamp"):
+            command.timestamp.GetCurrentTime()
+        self.last_command_id = command.command_id
+        return command
+
     async def SendCommandToClient(self, request, context):  # noqa: N802
         await self._operator(context)
+        command = self._accept(request)
         queue = self.streams.get(request.client_id)
         if queue is None:
-            return pb2.SendCommandResponse(success=False, error=f"client {request.client_id} not connected")
-        queue.put_nowait(request.command)
-        return pb2.SendCommandResponse(success=True)
+            return pb2.SendCommandResponse(success=False, error=f"client {request.client_id} not connected",
+                                           command_id=command.command_id)
+        queue.put_nowait(command)
+        return pb2.SendCommandResponse(success=True, command_id=command.command_id if self.name_responses else "")
 
     async def ExecuteCommandSync(self, request, context):  # noqa: N802
         await self._operator(context)
+        command = self._accept(request)
         queue = self.streams.get(request.client_id)
         if queue is None:
-            return common_pb2.CommandAck(command_id=request.command.command_id, success=False, error="not connected")
-        future = self.acks[request.command.command_id] = asyncio.get_running_loop().create_future()
-        queue.put_nowait(request.command)
+            return common_pb2.CommandAck(command_id=command.command_id, success=False, error="not connected")
+        future = self.acks[command.command_id] = asyncio.get_running_loop().create_future()
+        queue.put_nowait(command)
         try:
             return await asyncio.wait_for(future, max(0.0, (context.time_remaining() or 10.0) - 0.05))
         except TimeoutError:
-            return common_pb2.CommandAck(command_id=request.command.command_id, success=False, error="timed out")
+            return common_pb2.CommandAck(command_id=command.command_id, success=False, error="timed out")
 
     async def _operator(self, context) -> None:
         md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
@@ -130,9 +149,10 @@ class FakeServer:
 
 
 async def start_fake(port: int = 0, auth: bool = True, send_headers: bool = True,
-                     store: MemoryKeyStore | None = None) -> FakeServer:
+                     store: MemoryKeyStore | None = None, name_responses: bool = True) -> FakeServer:
     store = store or MemoryKeyStore()
-    service = FakeService(Authenticator(auth, [OPERATOR_TOKEN], store=store), send_headers=send_headers)
+    service = FakeService(Authenticator(auth, [OPERATOR_TOKEN], store=store), send_headers=send_headers,
+                          name_responses=name_responses)
     server = grpc.aio.server()
     pb2_grpc.add_CryptoStreamingServiceServicer_to_server(service, server)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")

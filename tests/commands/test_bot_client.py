@@ -80,8 +80,9 @@ async def test_send_without_wait_is_delivered_and_the_ack_still_flows() -> None:
         async with running_bot(bot):
             command = build_ping(9)
             response = await client.send(client_id, command)
-            assert response.success and len(command.command_id) == 32  # stamped in place
-            await eventually(lambda: any(m.command_ack.command_id == command.command_id
+            assert response.success and len(response.command_id) == 32  # named by the server
+            assert command.command_id == ""  # the caller's object is never changed
+            await eventually(lambda: any(m.command_ack.command_id == response.command_id
                                          for m in fake.service.payloads("command_ack")), 5, "ack")
         not_connected = await client.send(unique_id(), build_ping())
         assert not not_connected.success and "not connected" in not_connected.error

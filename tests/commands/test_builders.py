@@ -15,9 +15,10 @@ from apps.crypto.grpc.services.commands import (
     build_resume,
     build_sync_wallets,
     builder_params,
-    stamp,
+    outgoing,
+    with_command_id,
 )
-from apps.crypto.grpc.services.commands.base import ack_deadline, bearer_metadata, client_error
+from apps.crypto.grpc.services.commands.base import ack_deadline, bearer_metadata, client_error, named_result
 
 KINDS = ["pause", "resume", "ping", "sync_wallets", "request_status"]
 
@@ -66,13 +67,33 @@ def test_build_command_by_name() -> None:
         build_command("ping", reason="r")
 
 
-def test_stamp_fills_only_what_is_missing() -> None:
-    command = stamp(build_ping(1))
-    assert len(command.command_id) == 32 and command.HasField("timestamp")
+def test_outgoing_is_a_stamped_copy_that_leaves_the_id_to_the_server() -> None:
+    command = build_ping(1)
+    before = command.SerializeToString()
+    sent = outgoing(command)
+    assert sent is not command and sent.HasField("timestamp") and sent.ping.sequence == 1
+    assert sent.command_id == ""  # the server generates it
+    assert command.SerializeToString() == before  # the caller's object is untouched
     preset = pb2.DjangoCommand(command_id="mine", ping=pb2.PingCommand())
     preset.timestamp.FromSeconds(5)
-    stamp(preset)
-    assert preset.command_id == "mine" and preset.timestamp.seconds == 5
+    kept = outgoing(preset)
+    assert (kept.command_id, kept.timestamp.seconds) == ("mine", 5)
+
+
+def test_with_command_id_gives_a_copy_with_a_fresh_id_each_time() -> None:
+    command = build_ping(2)
+    first, second = with_command_id(command), with_command_id(command)
+    assert len(first.command_id) == 32 and len(second.command_id) == 32 and first.command_id != second.command_id
+    assert command.command_id == "" and first.ping.sequence == 2
+    preset = pb2.DjangoCommand(command_id="mine", ping=pb2.PingCommand())
+    assert with_command_id(preset).command_id == "mine"
+
+
+def test_named_result_fills_only_an_empty_id_from_what_was_sent() -> None:
+    sent = pb2.DjangoCommand(command_id="mine")
+    assert named_result(pb2.SendCommandResponse(success=True), sent).command_id == "mine"
+    assert named_result(pb2.SendCommandResponse(command_id="server"), sent).command_id == "server"
+    assert named_result(pb2.SendCommandResponse(), pb2.DjangoCommand()).command_id == ""
 
 
 def test_deadline_and_metadata() -> None:

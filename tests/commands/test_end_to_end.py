@@ -16,8 +16,10 @@ from django.core.management import call_command
 
 from apps.crypto.grpc.examples.bot_client import BotRejected
 from apps.crypto.grpc.generated import common_pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.commands import (
     CryptoStreamingCommandClient,
+    build_ping,
     pause,
     ping,
     request_status,
@@ -63,6 +65,34 @@ async def test_every_command_reaches_the_bot_and_its_ack_comes_back() -> None:
             response = await ping(client, client_id, wait=False)
             assert response.success
         assert bot.commands_handled >= 6
+
+
+async def test_the_same_command_object_sent_twice_reaches_the_bot_as_two_commands() -> None:
+    """Issue 11 finding 6 on a real replica: the caller's object is never changed, so a resend is a new command.
+
+    Client-side only: the ids the bot saw and the acks; SendCommandResponse.command_id is the server's part.
+    """
+    async with running_server() as server, operator(server) as client:
+        client_id = unique_id()
+        bot, demo = demo_bot(server.target, client_id, await server.make_client_key(client_id))
+        seen: list[str] = []
+
+        async def recording_ping(command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+            seen.append(command.command_id)
+            return await demo.on_ping(command)
+
+        bot.handlers["ping"] = recording_ping
+        async with running_bot(bot):
+            command = build_ping(7)
+            before = command.SerializeToString()
+            acks = [await client.execute(client_id, command) for _ in range(2)]
+            responses = [await client.send(client_id, command) for _ in range(2)]
+            await eventually(lambda: len(seen) == 4, 5, "four pings handled")
+        assert command.SerializeToString() == before and command.command_id == ""
+        assert all(ack.success and ack.message == "pong" for ack in acks) and all(r.success for r in responses)
+        assert [ack.command_id for ack in acks] == seen[:2]
+        assert all(seen) and len(set(seen)) == 4  # four sends, four ids, none reused
+        assert bot.commands_handled == 4
 
 
 async def test_send_command_management_command_end_to_end() -> None:

@@ -74,7 +74,8 @@ def render_ack(ack: common_pb2.CommandAck, command: pb2.DjangoCommand) -> str:
 
 def render_sent(response: pb2.SendCommandResponse, command: pb2.DjangoCommand) -> str:
     outcome = "sent" if response.success else "not_sent"
-    return " ".join([outcome, _field("command_id", command.command_id), _field("success", response.success),
+    command_id = response.command_id or command.command_id  # the server names an id-less command
+    return " ".join([outcome, _field("command_id", command_id), _field("success", response.success),
                      _field("error", response.error)])
 
 

@@ -5,9 +5,12 @@
 
     with connect_sync() as client:                      # sync Django code
         ack = client.execute("bot-1", build_command("ping", sequence=1))
+
+The command passed in is never changed. Leave command_id empty and the server generates it: it comes
+back in SendCommandResponse.command_id (send) or CommandAck.command_id (execute).
 """
 
-from .base import CommandClientError, StreamingCommandClient, stamp
+from .base import CommandClientError, StreamingCommandClient, outgoing, with_command_id
 from .base_client import CommandResult, CryptoStreamingCommandClient, connect_sync, default_target, default_token
 from .pause import build_pause, pause
 from .ping import build_ping, ping
@@ -21,5 +24,6 @@ __all__ = [
     "COMMAND_BUILDERS", "CommandBuilder", "CommandClientError", "CommandResult", "CryptoStreamingCommandClient",
     "StreamingCommandClient", "SyncCommandClient", "build_command", "build_pause", "build_ping",
     "build_request_status", "build_resume", "build_sync_wallets", "builder_params", "connect_sync",
-    "default_target", "default_token", "pause", "ping", "request_status", "resume", "stamp", "sync_wallets",
+    "default_target", "default_token", "outgoing", "pause", "ping", "request_status", "resume", "sync_wallets",
+    "with_command_id",
 ]
