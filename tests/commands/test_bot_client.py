@@ -8,7 +8,13 @@ import uuid
 import grpc
 import pytest
 
-from apps.crypto.grpc.examples.bot_client import BotClient, BotRejected, command_ack
+from apps.crypto.grpc.examples.bot_client import (
+    REMEMBER_COMMANDS,
+    BotClient,
+    BotRejected,
+    CommandHandler,
+    command_ack,
+)
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.commands import (
@@ -23,7 +29,7 @@ from apps.crypto.grpc.services.commands import (
 from tests.support.ports import free_port
 from tests.support.waiting import eventually
 
-from .bots import demo_bot, running_bot
+from .bots import FAST_BACKOFF, demo_bot, running_bot
 from .fake_service import FakeServer, running_fake, start_fake
 
 ACTIVE, PAUSED = common_pb2.CLIENT_STATUS_ACTIVE, common_pb2.CLIENT_STATUS_PAUSED
@@ -207,6 +213,93 @@ async def test_without_server_headers_the_first_command_marks_the_bot_connected(
             assert not bot.connected.is_set()
             assert (await ping(client, client_id)).success
             assert bot.connected.is_set() and bot.connects == 1
+
+
+# ---------------------------------------------------------------------------- re-delivered commands (issue 11, 5)
+
+
+def counting_ping(calls: list[str]) -> CommandHandler:
+    async def on_ping(command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+        calls.append(command.command_id)
+        return command_ack(message=f"pong {len(calls)}", status=ACTIVE)
+    return on_ping
+
+
+async def deliver(fake: FakeServer, client_id: str, command_id: str, retry: bool = False) -> None:
+    """Put a command straight into the bot's stream, as the server does (and as it re-sends after a crash)."""
+    await eventually(lambda: client_id in fake.service.streams, 5, "stream registered")
+    fake.service.streams[client_id].put_nowait(
+        pb2.DjangoCommand(command_id=command_id, retry=retry, ping=pb2.PingCommand(sequence=1)))
+
+
+def acks_for(fake: FakeServer, command_id: str) -> list[common_pb2.CommandAck]:
+    return [m.command_ack for m in fake.service.payloads("command_ack") if m.command_ack.command_id == command_id]
+
+
+async def test_a_command_delivered_twice_runs_once_and_is_acked_twice_with_the_same_ack() -> None:
+    calls: list[str] = []
+    async with running_fake() as fake:
+        client_id = unique_id()
+        bot = BotClient(fake.target, client_id, await fake.make_client_key(client_id),
+                        handlers={"ping": counting_ping(calls)})
+        async with running_bot(bot):
+            await deliver(fake, client_id, "cmd-1")
+            await eventually(lambda: len(acks_for(fake, "cmd-1")) == 1, 5, "first ack")
+            await deliver(fake, client_id, "cmd-1", retry=True)  # the server's re-send after a lost replica
+            await deliver(fake, client_id, "cmd-1")  # the flag does not matter: the id does
+            await eventually(lambda: len(acks_for(fake, "cmd-1")) == 3, 5, "acked again")
+        first, *again = acks_for(fake, "cmd-1")
+        assert calls == ["cmd-1"] and first.success and first.message == "pong 1"
+        assert all(ack == first for ack in again)  # the very same ack, timestamp included
+        assert (bot.commands_handled, bot.commands_repeated) == (1, 2)
+
+
+async def test_a_retry_on_the_new_stream_after_a_lost_replica_is_acked_again_without_running() -> None:
+    """Issue 11 finding 5: executed on the stream of a replica that died, re-sent with retry=True elsewhere."""
+    calls: list[str] = []
+    port = free_port()
+    fake = await start_fake(port=port)
+    client_id = unique_id()
+    bot = BotClient(fake.target, client_id, await fake.make_client_key(client_id),
+                    handlers={"ping": counting_ping(calls)}, backoff=FAST_BACKOFF)
+    async with running_bot(bot):
+        await deliver(fake, client_id, "cmd-lost")
+        await eventually(lambda: bool(acks_for(fake, "cmd-lost")), 5, "executed on the first replica")
+        [first] = acks_for(fake, "cmd-lost")
+        await fake.server.stop(0)
+        await eventually(lambda: not bot.connected.is_set(), 5, "bot noticed the replica went away")
+        fake = await start_fake(port=port, store=fake.store)
+        try:
+            await asyncio.wait_for(bot.connected.wait(), 5)
+            await deliver(fake, client_id, "cmd-lost", retry=True)
+            await deliver(fake, client_id, "cmd-new", retry=True)  # a retry the bot never saw runs normally
+            await eventually(lambda: bool(acks_for(fake, "cmd-new")), 5, "both answered on the new stream")
+            assert acks_for(fake, "cmd-lost") == [first]
+        finally:
+            await bot.stop()
+            await fake.server.stop(0)
+    assert calls == ["cmd-lost", "cmd-new"] and bot.commands_repeated == 1
+
+
+async def test_the_memory_of_executed_commands_is_bounded() -> None:
+    calls: list[str] = []
+    async with running_fake() as fake:
+        client_id = unique_id()
+        bot = BotClient(fake.target, client_id, await fake.make_client_key(client_id),
+                        handlers={"ping": counting_ping(calls)}, remember_commands=2)
+        async with running_bot(bot):
+            for command_id in ("c1", "c2", "c3", "c1", "c3"):  # c1 is forgotten by then, c3 is not
+                await deliver(fake, client_id, command_id, retry=True)
+            await eventually(lambda: len(fake.service.payloads("command_ack")) == 5, 5, "five acks")
+        assert calls == ["c1", "c2", "c3", "c1"]
+        assert len(bot.executed) == 2 and "c1" in bot.executed and "c3" in bot.executed
+        assert bot.commands_repeated == 1
+
+
+def test_bots_remember_ten_thousand_commands_by_default() -> None:
+    assert BotClient("127.0.0.1:1", "bot-x").executed.limit == REMEMBER_COMMANDS == 10_000
+    with pytest.raises(ValueError):
+        BotClient("127.0.0.1:1", "bot-x", remember_commands=-1)
 
 
 async def test_run_only_once_and_stop_before_run() -> None:

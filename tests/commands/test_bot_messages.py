@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from apps.crypto.grpc.examples.bot_client import Outbox, command_ack, complete_ack, stamp_message, wrap_payload
+from apps.crypto.grpc.examples.bot_client import (
+    ExecutedCommands,
+    Outbox,
+    command_ack,
+    complete_ack,
+    stamp_message,
+    wrap_payload,
+)
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 
@@ -88,3 +95,30 @@ async def test_outbox_flushes_before_ending_when_closed() -> None:
     assert (await outbox.next()).log.message == "pending"
     outbox.sent()
     assert await outbox.next() is None
+
+
+# ---------------------------------------------------------------------------- executed commands
+
+
+def test_executed_commands_forget_the_least_recently_seen_first() -> None:
+    executed = ExecutedCommands(limit=3)
+    for n in range(1, 4):
+        executed.remember(f"c{n}", command_ack(message=f"ack {n}"))
+    assert executed.ack_for("c1") is not None  # seen again: now the most recent
+    executed.remember("c4", command_ack())
+    assert "c2" not in executed and all(f"c{n}" in executed for n in (1, 3, 4))
+    for n in range(100):
+        executed.remember(f"x{n}", command_ack())
+    assert len(executed) == 3 and executed.ack_for("c1") is None
+    assert executed.ack_for("x99") == command_ack()
+
+
+def test_executed_commands_keep_nothing_for_an_empty_id_or_a_zero_limit() -> None:
+    executed = ExecutedCommands(limit=5)
+    executed.remember("", command_ack())
+    assert len(executed) == 0
+    off = ExecutedCommands(limit=0)
+    off.remember("c1", command_ack())
+    assert len(off) == 0 and off.ack_for("c1") is None
+    with pytest.raises(ValueError):
+        ExecutedCommands(limit=-1)

@@ -5,6 +5,7 @@ from .bot_client import (
     BotClient,
     BotRejected,
     CommandHandler,
+    ExecutedCommands,
     Outbox,
     command_ack,
     complete_ack,
@@ -14,6 +15,6 @@ from .bot_client import (
 from .reconnect import FATAL_CODES, Backoff, RetryState, is_fatal
 
 __all__ = [
-    "API_KEY_HEADER", "FATAL_CODES", "Backoff", "BotClient", "BotRejected", "CommandHandler", "Outbox",
-    "RetryState", "command_ack", "complete_ack", "is_fatal", "stamp_message", "wrap_payload",
+    "API_KEY_HEADER", "FATAL_CODES", "Backoff", "BotClient", "BotRejected", "CommandHandler", "ExecutedCommands",
+    "Outbox", "RetryState", "command_ack", "complete_ack", "is_fatal", "stamp_message", "wrap_payload",
 ]

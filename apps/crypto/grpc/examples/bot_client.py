@@ -12,6 +12,13 @@ file and reconnect.py into a bot: they need only grpcio, protobuf and the genera
 
 Handlers run one at a time in arrival order (so pause/resume cannot overtake each other); keep them
 short or hand long work to a task of your own.
+
+A command_id names one command and stays the same when the server delivers it again (`retry=True`: it
+re-sent the command after the replica holding this bot's stream was lost, so the first copy may have
+been executed already). The client remembers the acks of the last `remember_commands` executed
+command_ids and answers a command_id it has already executed with that same ack again, without running
+the handler, whether or not `retry` is set. A handler cut short by the end of its stream never finished,
+so it is not remembered and a re-delivery runs it again: make handlers safe to restart.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +45,7 @@ logger = logging.getLogger(__name__)
 CommandHandler = Callable[[pb2.DjangoCommand], Awaitable[common_pb2.CommandAck]]
 
 API_KEY_HEADER = "x-api-key"
+REMEMBER_COMMANDS = 10_000  # executed command_ids (and their acks) a bot keeps to ignore re-deliveries
 MAX_ERROR_CHARS = 1000  # an ack's error text; the server refuses overlong fields
 EXPECTED_STREAM_ERRORS = (grpc.aio.AioRpcError, asyncio.InvalidStateError)  # the stream ended under us
 
@@ -156,6 +164,44 @@ class Outbox:
         return len(self._control) + self._app.qsize() + (self._unsent is not None)
 
 
+# ---------------------------------------------------------------------------- executed commands
+
+
+class ExecutedCommands:
+    """The acks sent for the last `limit` executed command_ids; the least recently seen is forgotten first.
+
+    Bounded memory for de-duplication: acks are small (the server refuses oversize fields), so the
+    default 10,000 entries stay in the low megabytes. limit 0 remembers nothing.
+    """
+
+    def __init__(self, limit: int = REMEMBER_COMMANDS) -> None:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        self.limit = limit
+        self._acks: OrderedDict[str, common_pb2.CommandAck] = OrderedDict()
+
+    def ack_for(self, command_id: str) -> common_pb2.CommandAck | None:
+        """The ack sent for command_id, or None when it was never executed (or is forgotten); refreshes it."""
+        ack = self._acks.get(command_id)
+        if ack is not None:
+            self._acks.move_to_end(command_id)
+        return ack
+
+    def remember(self, command_id: str, ack: common_pb2.CommandAck) -> None:
+        if not command_id or self.limit == 0:
+            return
+        self._acks[command_id] = ack
+        self._acks.move_to_end(command_id)
+        while len(self._acks) > self.limit:
+            self._acks.popitem(last=False)
+
+    def __contains__(self, command_id: object) -> bool:
+        return command_id in self._acks
+
+    def __len__(self) -> int:
+        return len(self._acks)
+
+
 # ---------------------------------------------------------------------------- the client
 
 
@@ -176,7 +222,7 @@ class BotClient:
                  handlers: Mapping[str, CommandHandler] | None = None, backoff: Backoff = Backoff(),
                  stable_after: float = 10.0, handler_timeout: float | None = 60.0, outbound_limit: int = 1000,
                  stop_grace: float = 2.0, credentials: grpc.ChannelCredentials | None = None,
-                 channel_options: Sequence[tuple[str, Any]] = ()) -> None:
+                 channel_options: Sequence[tuple[str, Any]] = (), remember_commands: int = REMEMBER_COMMANDS) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
         if heartbeat_interval <= 0:
@@ -189,6 +235,7 @@ class BotClient:
         self._metadata = ((API_KEY_HEADER, api_key),) if api_key else ()
         self._credentials, self._channel_options = credentials, tuple(channel_options)
         self._outbox = Outbox(outbound_limit)
+        self.executed = ExecutedCommands(remember_commands)  # command_id -> the ack sent, to ignore re-deliveries
         self._stop, self._finished = asyncio.Event(), asyncio.Event()
         self._started = False
         self._accepted_at: float | None = None
@@ -196,6 +243,7 @@ class BotClient:
         self.connects = 0
         self.commands_handled = 0
         self.commands_failed = 0
+        self.commands_repeated = 0  # deliveries of an already executed command_id, acked again without running
 
     # -------------------------------------------------------------- public API
 
@@ -344,11 +392,19 @@ class BotClient:
 
     async def _handle(self, command: pb2.DjangoCommand) -> None:
         kind = command.WhichOneof("command") or ""
+        earlier = self.executed.ack_for(command.command_id) if command.command_id else None
+        if earlier is not None:  # delivered again (typically retry=True after a lost replica): never run twice
+            self.commands_repeated += 1
+            logger.info("bot.command_repeated client_id=%s kind=%s command_id=%s retry=%s success=%s",
+                        self.client_id, kind or "none", command.command_id, command.retry, earlier.success)
+            await self._outbox.put(self._envelope(command_ack=earlier))
+            return
         ack = complete_ack(await self._answer(kind, command), command)
+        self.executed.remember(command.command_id, ack)
         self.commands_handled += 1
         self.commands_failed += not ack.success
-        logger.info("bot.command client_id=%s kind=%s command_id=%s success=%s",
-                    self.client_id, kind or "none", command.command_id, ack.success)
+        logger.info("bot.command client_id=%s kind=%s command_id=%s retry=%s success=%s",
+                    self.client_id, kind or "none", command.command_id, command.retry, ack.success)
         await self._outbox.put(self._envelope(command_ack=ack))
 
     async def _answer(self, kind: str, command: pb2.DjangoCommand) -> common_pb2.CommandAck:

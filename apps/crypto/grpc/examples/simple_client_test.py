@@ -3,6 +3,9 @@
     python -m apps.crypto.grpc.examples.simple_client_test --target localhost:50051 --client-id bot-1 --api-key KEY
 
 Then, from another shell: `python manage.py send_command bot-1 ping --wait`.
+
+A command_id the bot has already executed (the server re-sends a command with `retry=true` after the
+replica holding the stream was lost) is not run again: the bot acks it again with the first ack.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from google.protobuf.message import Message
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 
-from .bot_client import BotClient, BotRejected, CommandHandler, command_ack
+from .bot_client import REMEMBER_COMMANDS, BotClient, BotRejected, CommandHandler, command_ack
 
 logger = logging.getLogger("demo_bot")
 
@@ -99,6 +102,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-key", default=os.environ.get("CRYPTO_API_KEY"),
                         help="key from 'manage.py create_client_key' (default: CRYPTO_API_KEY)")
     parser.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
+    parser.add_argument("--remember-commands", type=int, default=REMEMBER_COMMANDS,
+                        help="executed command_ids remembered to ack a re-delivery without running it again")
     return parser.parse_args(argv)
 
 
@@ -106,7 +111,8 @@ def build_bot(args: argparse.Namespace) -> tuple[BotClient, DemoBot]:
     demo = DemoBot()
     registration = pb2.ClientRegistration(client_name=f"demo {args.client_id}", client_type="demo", version="1.0")
     bot = BotClient(args.target, args.client_id, args.api_key, registration=registration,
-                    heartbeat_interval=args.heartbeat, handlers=demo.handlers())
+                    heartbeat_interval=args.heartbeat, handlers=demo.handlers(),
+                    remember_commands=args.remember_commands)
     demo.send = bot.send
     return bot, demo
 
