@@ -120,6 +120,7 @@ class CommandOutcome(models.TextChoices):
     ACKED = "acked"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
+    LATE = "late"  # acked after its caller stopped waiting (was timed_out)
 
 
 class CommandRecord(models.Model):

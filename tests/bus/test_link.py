@@ -9,7 +9,7 @@ import pytest
 
 from apps.crypto.grpc.services.bus import messages as m
 from apps.crypto.grpc.services.bus.keys import Keys
-from apps.crypto.grpc.services.bus.link import FOREIGN, RedisLink, Route
+from apps.crypto.grpc.services.bus.link import RedisLink, Route, Settlement
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ async def test_every_key_written_has_a_ttl(server):
     a = link_for(server, "A")
     claim = await a.claim("c1")
     await a.route("c1", "cmd1", "envelope", ack_wait=5)
-    await a.settle_ack("cmd2", "x", "c1", "", "envelope")
+    await a.settle_ack("cmd1", "c1", "", "envelope")
     await a.beat(a_presence := {"c1": {"client_id": "c1", "replica": "A"}}, 10, 10)
     await a.release("c1", claim.epoch, grace=True)
     await a.hold("c1", "envelope")
@@ -103,19 +103,37 @@ async def test_ack_recorded_once_and_routed_to_waiter(server):
     await a.route("c1", "cmd1", "cmd-envelope", ack_wait=5)
     async with a.redis.pubsub() as sub:
         await sub.subscribe("t:chan:A")
-        assert await b.settle_ack("cmd1", "ack", "c2", "", "x") == FOREIGN  # another client's command: refused
-        assert await b.settle_ack("cmd1", "ack", "c1", "", "ack-envelope") == "A"
-        assert await b.settle_ack("cmd1", "ack", "c1", "", "again") is None  # duplicate: not published
-        assert await b.settle_ack("cmd-unknown", "ack", "c1", "", "x") == ""
+        assert await b.settle_ack("cmd1", "c2", "", "x") == Settlement(foreign=True)  # another client's command
+        assert await b.settle_ack("cmd1", "c1", "", "ack-envelope") == Settlement("A", 1)
+        assert await b.settle_ack("cmd1", "c1", "A", "again") == Settlement(duplicate=True)  # not published
         assert await published(sub) == ["ack-envelope"]
+
+
+async def test_an_ack_nobody_waits_for_stores_nothing_in_redis(server):
+    """A bot acking command_ids never sent to it (random, or predicted) cannot make Redis store anything,
+    and cannot spoil a later command with that id."""
+    a, b = link_for(server, "A"), link_for(server, "B")
+    before = await a.redis.dbsize()
+    for n in range(200):
+        assert await b.settle_ack(f"random-{n}", "c1", "", "x" * 2048) == Settlement("", 0)
+    assert await a.redis.dbsize() == before
+    await a.route("c2", "random-7", "cmd-envelope", ack_wait=5)  # now really sent, to another client
+    assert await b.settle_ack("random-7", "c2", "", "ack") == Settlement("A", 0)  # its real ack still counts
 
 
 async def test_settle_ack_publishes_to_the_replica_the_owner_names(server):
     b = link_for(server, "B")
     async with b.redis.pubsub() as sub:
         await sub.subscribe("t:chan:C")
-        assert await b.settle_ack("cmd1", "ack", "c1", "C", "ack-envelope") == "C"
+        assert await b.settle_ack("cmd1", "c1", "C", "ack-envelope") == Settlement("C", 1)
         assert await published(sub) == ["ack-envelope"]
+
+
+async def test_a_caller_chosen_command_id_is_taken_once(server):
+    a, b = link_for(server, "A"), link_for(server, "B")
+    assert await a.reserve("mine-1", 60)
+    assert not await b.reserve("mine-1", 60)
+    assert 0 < await a.redis.pttl("t:cmdid:mine-1") <= 60_000
 
 
 async def test_route_publishes_to_the_owner_in_one_call(server):

@@ -49,8 +49,8 @@ async def test_metrics_follow_a_scripted_scenario():
             replacement.send(heartbeat(bot.client_id))  # takeover
             await bot.ended()
             slow = await connected_bot(a, read=False)
-            big = pb2.DjangoCommand(sync_wallets=pb2.SyncWalletsCommand(symbols=["S" * 1000] * 200))
-            for _ in range(60):
+            big = pb2.DjangoCommand(sync_wallets=pb2.SyncWalletsCommand(symbols=["S" * 32] * 1000))
+            for _ in range(400):
                 if not (await operator.stub(a.target).SendCommandToClient(
                         pb2.SendCommandRequest(client_id=slow.client_id, command=big), metadata=operator.metadata,
                         timeout=5)).success:

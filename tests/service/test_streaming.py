@@ -171,12 +171,12 @@ async def test_server_pings_when_enabled():
 
 
 async def test_slow_reader_is_disconnected_with_resource_exhausted():
-    big = pb2.SyncWalletsCommand(symbols=["S" * 1000] * 200)  # ~200 KB each: fills HTTP/2 windows fast
+    big = pb2.SyncWalletsCommand(symbols=["S" * 32] * 1000)  # ~34 KB each (the largest allowed): fills HTTP/2 windows
     async with running_server(outbound_queue_size=4, max_message_bytes=1 << 20) as server:
         bot = await connected_bot(server, read=False)
         results = []
         async with server.channel() as channel:
-            for _ in range(40):
+            for _ in range(400):
                 request = pb2.SendCommandRequest(client_id=bot.client_id,
                                                  command=pb2.DjangoCommand(sync_wallets=big))
                 results.append(await stub(channel).SendCommandToClient(

@@ -230,16 +230,25 @@ class Authenticator:
 
     async def authenticate_client(self, metadata: Mapping[str, str], client_id: str) -> None:
         """Raise AuthError unless metadata carries a live key bound to client_id."""
+        self.check_bound(await self.client_for(metadata), client_id)
+
+    async def client_for(self, metadata: Mapping[str, str]) -> str | None:
+        """The client_id the stream's key is bound to, from the metadata alone (None when auth is off):
+        a stream without a valid key is refused before it may send anything."""
         if not self.enabled:
-            return
+            return None
         try:
-            bound = await self._bound_client(hash_key(api_key(metadata)))
-            if not _equal(bound, client_id):
-                raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                                f"API key is not valid for client_id {client_id!r}")
+            return await self._bound_client(hash_key(api_key(metadata)))
         except AuthError as exc:
-            logger.info("auth.client_rejected client_id=%s code=%s details=%s", client_id, exc.code.name, exc.details)
+            logger.info("auth.client_rejected code=%s details=%s", exc.code.name, exc.details)
             raise
+
+    @staticmethod
+    def check_bound(bound: str | None, client_id: str) -> None:
+        """The stream's first message must name the client its key is bound to."""
+        if bound is not None and not _equal(bound, client_id):
+            logger.info("auth.client_rejected client_id=%s code=PERMISSION_DENIED", client_id)
+            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"API key is not valid for client_id {client_id!r}")
 
     async def _bound_client(self, key_hash: str) -> str:
         cached = self._cache.get(key_hash)

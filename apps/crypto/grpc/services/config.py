@@ -33,6 +33,10 @@ class CryptoStreamingConfig:
     ingest_buffer_limit: int = 20_000  # messages buffered per replica before streams wait (backpressure)
     max_message_bytes: int = 4 * MIB
     max_text_chars: int = 10_000
+    # Inbound messages one stream may send per second (a token bucket with a burst of twice that);
+    # past it the stream ends RESOURCE_EXHAUSTED. 0 turns the limit off. A busy bot sends a few hundred.
+    max_messages_per_second: int = 5_000
+    command_id_ttl: float = 86_400.0  # a caller-chosen command_id is refused as "in use" for this long
     shutdown_grace: float = 20.0  # SIGTERM to exit, at most
     drain_window: float = 3.0  # streams are ended spread over this window on drain
     ownership_ttl: float = 15.0
@@ -61,6 +65,8 @@ class CryptoStreamingConfig:
             raise ValueError("outbound_queue_size must be >= 1 and max_message_bytes >= 1024")
         if not 1 <= self.ingest_batch_size <= self.ingest_buffer_limit:
             raise ValueError("ingest_batch_size must be >= 1 and at most ingest_buffer_limit")
+        if self.max_messages_per_second < 0 or self.command_id_ttl <= 0:
+            raise ValueError("max_messages_per_second must be >= 0 and command_id_ttl > 0")
         if self.ingest_flush_interval <= 0:
             raise ValueError("ingest_flush_interval must be > 0")
         if "{client_id}" not in self.centrifugo_channel_pattern:

@@ -87,6 +87,11 @@ class CommandJournal:
         self._put(command_id, {"outcome": DELIVERED, "routed_to": delivery.routed_to, "delivered_at": at}
                   if delivery.delivered else {"outcome": "failed", "ack_error": delivery.error, "finished_at": at})
 
+    def late(self, ack: common_pb2.CommandAck) -> None:
+        """An ack that arrived after its caller gave up: the record keeps it, marked late."""
+        self._put(ack.command_id, {"outcome": "late", "ack_success": ack.success, "ack_message": ack.message,
+                                   "ack_error": ack.error, "finished_at": datetime.now(UTC)})
+
     def outcome(self, ack: common_pb2.CommandAck, timed_out: bool) -> None:
         outcome = "acked" if ack.success else ("timed_out" if timed_out else "failed")
         self._put(ack.command_id, {"outcome": outcome, "ack_success": ack.success, "ack_message": ack.message,

@@ -175,6 +175,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         ingest=ingest,
     )
     runtime.runner.on_health = runtime.on_bus_health
+    bus.on_late_ack = runtime.journal.late
     _CURRENT.append(runtime)
     return runtime
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
 from ..streaming.session import StreamSession
 from . import messages as m
-from .link import FOREIGN, BusUnavailable, RedisLink, Route
+from .link import BusUnavailable, RedisLink, Route
 from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ RETRY_PAUSE = 0.02
 FollowUp = Coroutine[Any, Any, None] | None  # I/O an envelope handler leaves for the caller to await
 PROBE_AFTER = 0.5  # no delivery confirmation by then: check that the owner still listens
 CONFIRM_AFTER = 0.1  # an awaited command not acked by then gets a separate delivery confirmation
+TAKEN_CONFIRM = 0.2  # a held command a new stream took: its confirmation gets this long (within the RPC margin)
+EXPIRED_KEPT = 10_000  # commands whose caller gave up waiting, remembered so a late ack is recorded as late
 
 
 @dataclass
@@ -53,6 +56,8 @@ class CommandBus:
         self.detaching = 0  # streams releasing their claims right now (shutdown waits for them)
         self._pending: dict[str, Pending] = {}
         self._replies: set[asyncio.Task[Any]] = set()  # answers that must go out even if their stream ends
+        self._expired: OrderedDict[str, None] = OrderedDict()  # awaited commands that timed out, newest last
+        self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {m.COMMAND: self._on_command, m.DELIVERED: self._on_delivery,
                           m.UNDELIVERABLE: self._on_delivery, m.ACK: self._on_ack_envelope,
                           m.EVICT: self._on_evict}
@@ -73,8 +78,8 @@ class CommandBus:
         if claim.previous and claim.previous.replica_id != self.me:
             evict = m.Envelope(m.EVICT, client_id=session.client_id, epoch=claim.epoch, sender=self.me)
             await self.link.publish(claim.previous.replica_id, evict)
-        for raw in claim.held:
-            follow_up = self._deliver_here(session, m.decode(raw))
+        for raw in claim.held:  # confirmed at once: their callers may be about to give up
+            follow_up = self._deliver_here(session, m.decode(raw), confirm_now=True)
             if follow_up is not None:
                 await follow_up
 
@@ -118,28 +123,33 @@ class CommandBus:
                 ack = await asyncio.wait_for(pending.ack, max(0.0, deadline - time.monotonic()))
                 return Answer(ack, delivery, from_stream=True)
             except TimeoutError:
+                self._expire(command.command_id)
                 error = f"timed out after {timeout:g}s waiting for CommandAck"
                 return Answer(failure_ack(command.command_id, error), delivery, timed_out=True)
+
+    def _expire(self, command_id: str) -> None:
+        self._expired[command_id] = None
+        if len(self._expired) > EXPIRED_KEPT:
+            self._expired.popitem(last=False)
 
     async def on_ack(self, session: StreamSession, ack: common_pb2.CommandAck) -> bool:
         """A client acknowledged: answer whoever waits, locally or on its replica.
 
-        True when a waiting caller got the ack (its replica records the outcome) or it was a
+        True when the waiting caller's replica got the ack (it records the outcome) or it was a
         duplicate: the owner need not store it again.
         """
         reply_to = session.inflight.pop(ack.command_id, "")
         if reply_to == self.me:
             self._resolve_ack(ack, self.me)
             return True
-        body = ack.SerializeToString()
-        envelope = m.encode(m.Envelope(m.ACK, command_id=ack.command_id, body=body, sender=self.me))
-        settle = self.link.settle_ack(ack.command_id, body.hex(), session.client_id, reply_to, envelope)
-        target = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
-        if target is None or target == FOREIGN:
+        envelope = m.encode(m.Envelope(m.ACK, command_id=ack.command_id, body=ack.SerializeToString(),
+                                       sender=self.me))
+        settle = self.link.settle_ack(ack.command_id, session.client_id, reply_to, envelope)
+        settled = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
+        if settled.duplicate or settled.foreign:
             logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", session.client_id, ack.command_id,
-                        "duplicate" if target is None else "foreign")
-            return target is None
-        return bool(target)
+                        "duplicate" if settled.duplicate else "foreign")
+        return settled.duplicate or settled.receivers > 0
 
     def _open(self, command_id: str, client_id: str) -> "_PendingScope":
         return _PendingScope(self._pending, command_id, client_id)
@@ -172,6 +182,7 @@ class CommandBus:
             if outcome is None and not await self.link.listening(owner.replica_id):
                 logger.info("bus.owner_died client_id=%s owner=%s", client_id, owner.token())
                 await self.link.clean_stale(client_id, owner)  # it died right after our publish
+                command.retry, raw = True, ""  # it may have reached the bot already: the next copy says so
                 continue
             if outcome is None:
                 outcome = await self._confirmation(pending, deadline, self.confirm_timeout - PROBE_AFTER)
@@ -216,8 +227,9 @@ class CommandBus:
             return Delivery(True, routed_to=outcome.sender)
         if await self.link.withdraw(client_id, raw):
             return Delivery(False, f"client {client_id} did not reconnect within {self.grace:g}s")
+        # a reconnecting stream took it just now; its new owner confirms at once
         outcome = await self._confirmation_until(pending, min(time.monotonic() + self.confirm_timeout,
-                                                              max(deadline, time.monotonic() + RETRY_PAUSE)))
+                                                              max(deadline, time.monotonic() + TAKEN_CONFIRM)))
         return Delivery(outcome is not None, "" if outcome else "delivery of a held command was not confirmed",
                         outcome.sender if outcome else "")
 
@@ -265,10 +277,10 @@ class CommandBus:
             return self._reply(envelope.reply_to, reply)
         return self._deliver_here(session, envelope)
 
-    def _deliver_here(self, session: StreamSession, envelope: m.Envelope) -> FollowUp:
+    def _deliver_here(self, session: StreamSession, envelope: m.Envelope, confirm_now: bool = False) -> FollowUp:
         command = pb2.DjangoCommand.FromString(envelope.body)
         ok = self._offer(session, command, envelope.reply_to if envelope.wait_ack else "")
-        if ok and envelope.wait_ack:
+        if ok and envelope.wait_ack and not confirm_now:
             asyncio.get_running_loop().call_later(CONFIRM_AFTER, self._confirm_if_unacked, session, envelope)
             return None
         kind = m.DELIVERED if ok else m.UNDELIVERABLE
@@ -318,7 +330,11 @@ class CommandBus:
         (a held command taken by a new owner, for instance)."""
         pending = self._pending.get(ack.command_id)
         if pending is None or pending.ack.done():
-            logger.info("bus.late_ack command_id=%s", ack.command_id)
+            late = ack.command_id in self._expired
+            logger.info("bus.%s command_id=%s", "late_ack" if late else "duplicate_ack", ack.command_id)
+            if late:
+                del self._expired[ack.command_id]
+                self.on_late_ack(ack)
             return
         pending.ack.set_result(ack)
         pending.events.put_nowait(m.Envelope(m.ACK, command_id=ack.command_id, sender=sender))

@@ -27,8 +27,11 @@ class Keys:
     def ack_wait(self, command_id: str) -> str:  # replica waiting for this ack, TTL its wait
         return f"{self.prefix}:ackwait:{command_id}"
 
-    def ack_result(self, command_id: str) -> str:  # outcome kept to spot late or duplicate acks
+    def ack_result(self, command_id: str) -> str:  # 1-byte marker of a forwarded ack, spots duplicates
         return f"{self.prefix}:ackres:{command_id}"
+
+    def command_id(self, command_id: str) -> str:  # a caller-chosen command_id in use, TTL command_id_ttl
+        return f"{self.prefix}:cmdid:{command_id}"
 
     def replica(self, replica_id: str) -> str:  # replica heartbeat, TTL 3 beats
         return f"{self.prefix}:replica:{replica_id}"

@@ -17,7 +17,7 @@ from .messages import Envelope, Owner, encode
 
 EPOCH_TTL_MS = 7 * 24 * 3600 * 1000
 ACK_RESULT_TTL_MS = 10 * 60 * 1000
-FOREIGN = "\n"  # settle_ack: the command belongs to another client
+FOREIGN = b"\n"  # SETTLE_ACK: the command belongs to another client
 HELD_SLACK_MS = 5000  # held lists outlive the grace window by this, for withdrawals
 
 
@@ -31,6 +31,18 @@ class Route:
 
     owner: Owner | None
     receivers: int
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What settling a client's ack did: forwarded to the replica `waiter` (reaching `receivers`
+    subscribers; no waiter: nobody waits, the owner records it), or refused as a duplicate or as an ack
+    of another client's command."""
+
+    waiter: str = ""
+    receivers: int = 0
+    duplicate: bool = False
+    foreign: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,17 +134,21 @@ class RedisLink:
     async def withdraw(self, client_id: str, raw_envelope: str) -> bool:
         return bool(await self._run(self._withdraw(keys=[self.keys.held(client_id)], args=[raw_envelope])))
 
-    async def settle_ack(self, command_id: str, raw_ack: str, client_id: str, reply_to: str,
-                         raw_envelope: str) -> str | None:
-        """Record the ack and publish it to the waiting replica (reply_to if the owner knows it).
-
-        Returns that replica ("" if none), FOREIGN for another client's command, None for a duplicate."""
+    async def settle_ack(self, command_id: str, client_id: str, reply_to: str, raw_envelope: str) -> Settlement:
+        """Forward the ack to the waiting replica (reply_to if the owner knows it), once."""
         keys = [self.keys.ack_result(command_id), self.keys.ack_wait(command_id)]
-        args = [raw_ack, ACK_RESULT_TTL_MS, client_id, reply_to, self.keys.channel_prefix(), raw_envelope]
+        args = [ACK_RESULT_TTL_MS, client_id, reply_to, self.keys.channel_prefix(), raw_envelope]
         result = await self._run(self._settle_ack(keys=keys, args=args))
         if result is None:
-            return None
-        return result.decode() if isinstance(result, bytes) else str(result)
+            return Settlement(duplicate=True)
+        if result == FOREIGN or result == FOREIGN.decode():
+            return Settlement(foreign=True)
+        waiter, receivers = result
+        return Settlement(waiter.decode() if isinstance(waiter, bytes) else str(waiter), int(receivers))
+
+    async def reserve(self, command_id: str, ttl: float) -> bool:
+        """Take a caller-chosen command_id; False when it is already in use."""
+        return bool(await self._run(self.redis.set(self.keys.command_id(command_id), "1", nx=True, px=_ms(ttl))))
 
     async def beat(self, presences: dict[str, dict[str, Any]], ttl: float, replica_ttl: float) -> None:
         """Replica heartbeat plus the cluster view of its clients, each key with a TTL."""

@@ -83,25 +83,26 @@ if not replica or replica == ARGV[1] then return {owner, -1} end
 return {owner, redis.call('PUBLISH', ARGV[2] .. replica, ARGV[5])}
 """
 
-# KEYS[1] ack result, KEYS[2] ack wait ("replica\nclient_id")
-# ARGV[1] ack (hex), ARGV[2] result TTL ms, ARGV[3] client_id that sent the ack,
-# ARGV[4] replica the owner knows waits ("" if none), ARGV[5] channel name prefix, ARGV[6] ack envelope
-# Records the ack once and publishes it to the waiting replica, in one round trip. Returns that
-# replica ("" when nobody waits), "\n" when the command belongs to another client (the ack is
-# refused), or false for a duplicate ack.
+# KEYS[1] ack result marker, KEYS[2] ack wait ("replica\nclient_id")
+# ARGV[1] marker TTL ms, ARGV[2] client_id that sent the ack, ARGV[3] replica the owner knows waits ("" if
+# none), ARGV[4] channel name prefix, ARGV[5] ack envelope
+# Forwards the ack to the replica waiting for it, once, in one round trip. Only a command that was sent to
+# this client leaves anything in Redis (a 1-byte marker that spots duplicates), so a bot cannot make Redis
+# store what it likes. Returns {waiting replica, receivers}; {"", 0} when nobody waits (the owner records
+# the ack itself); "\n" when the command belongs to another client; false for a duplicate.
 SETTLE_ACK = """
 local waiter = redis.call('GET', KEYS[2])
 local replica = ''
 if waiter then
   local sep = string.find(waiter, '\\n', 1, true)
-  if string.sub(waiter, sep + 1) ~= ARGV[3] then return '\\n' end
+  if string.sub(waiter, sep + 1) ~= ARGV[2] then return '\\n' end
   replica = string.sub(waiter, 1, sep - 1)
 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+if ARGV[3] ~= '' then replica = ARGV[3] end
+if replica == '' then return {'', 0} end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
 redis.call('DEL', KEYS[2])
-if ARGV[4] ~= '' then replica = ARGV[4] end
-if replica ~= '' then redis.call('PUBLISH', ARGV[5] .. replica, ARGV[6]) end
-return replica
+return {replica, redis.call('PUBLISH', ARGV[4] .. replica, ARGV[5])}
 """
 
 # KEYS[1] owner, KEYS[2] recent marker, KEYS[3] presence
@@ -113,3 +114,4 @@ redis.call('DEL', KEYS[1], KEYS[3])
 if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 1
 """
+

@@ -1,5 +1,6 @@
 """command_ack: close the CommandRecord of the acknowledged command.
 
+An ack is checked (check_ack) before the bus sees it, so nothing of an invalid ack reaches Redis.
 A client can only ever update its own commands: an ack for a command_id whose record belongs to
 another client is rejected when the batch is stored (ingest/merge.py, resolve_acks), without
 touching that client's record. An ack for an unknown command still leaves a record (kind ''),
@@ -16,11 +17,13 @@ from .base import MessageContext
 from .fields import text
 
 
+def check_ack(ctx: MessageContext, ack: common_pb2.CommandAck) -> tuple[str, str, str]:
+    """(command_id, message, error), checked against the record's columns; raises Rejected."""
+    return (text(ctx, "command_ack.command_id", CommandRecord, "command_id", ack.command_id, required=True),
+            text(ctx, "command_ack.message", CommandRecord, "ack_message", ack.message),
+            text(ctx, "command_ack.error", CommandRecord, "ack_error", ack.error))
+
+
 def handle_command_ack(ctx: MessageContext, client_pk: int, ack: common_pb2.CommandAck) -> AckWrite:
-    return AckWrite(
-        ctx,
-        command_id=text(ctx, "command_ack.command_id", CommandRecord, "command_id", ack.command_id, required=True),
-        success=ack.success,
-        message=text(ctx, "command_ack.message", CommandRecord, "ack_message", ack.message),
-        error=text(ctx, "command_ack.error", CommandRecord, "ack_error", ack.error),
-    )
+    command_id, message, error = check_ack(ctx, ack)
+    return AckWrite(ctx, command_id=command_id, success=ack.success, message=message, error=error)

@@ -194,9 +194,14 @@ def _transactions(changes: Changes) -> None:
 
 
 def _acks(changes: Changes) -> None:
-    """The record is upserted by command_id; an ack for an unknown command still leaves one (kind '')."""
+    """The record is upserted by command_id; an ack for an unknown command still leaves one (kind '').
+    An ack of a command whose caller stopped waiting is recorded as late."""
+    given_up = set(CommandRecord.objects.filter(
+        command_id__in=[r.command_id for r in changes.acks.rows],
+        outcome__in=[CommandOutcome.TIMED_OUT, CommandOutcome.LATE]).values_list("command_id", flat=True))
     rows = [CommandRecord(command_id=r.command_id, client_id=r.client_id,
-                          outcome=CommandOutcome.ACKED if r.success else CommandOutcome.FAILED,
+                          outcome=CommandOutcome.LATE if r.command_id in given_up else
+                          CommandOutcome.ACKED if r.success else CommandOutcome.FAILED,
                           ack_success=r.success, ack_message=r.message, ack_error=r.error, finished_at=r.finished_at)
             for r in changes.acks.rows]
     if rows:

@@ -32,6 +32,11 @@ NORMAL = CloseReason(grpc.StatusCode.OK, "", "normal")
 WriterFactory = Callable[["StreamSession", grpc.aio.ServicerContext], "asyncio.Task[None]"]
 
 
+def rate_limited(rate: int) -> CloseReason:
+    return CloseReason(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       f"client sends more than {rate} messages per second (max_messages_per_second)", "rate_limited")
+
+
 def slow_reader(limit: int) -> CloseReason:
     return CloseReason(grpc.StatusCode.RESOURCE_EXHAUSTED,
                        f"client is not reading its commands: more than {limit} queued", "slow_reader")
@@ -42,7 +47,7 @@ class StreamSession:
 
     __slots__ = ("client_id", "queue_limit", "epoch", "connected_at", "last_seen", "last_heartbeat", "next_ping",
                  "close_reason", "draining", "reader_cancelled", "_inflight", "_queue", "_reader", "_writer",
-                 "_start_writer", "_sink")
+                 "_start_writer", "_sink", "_tokens", "_tokens_at")
 
     def __init__(self, client_id: str, queue_limit: int, epoch: int = 0) -> None:
         self.client_id = client_id
@@ -61,6 +66,8 @@ class StreamSession:
         self._writer: asyncio.Task[None] | None = None  # only while commands are being written
         self._start_writer: WriterFactory | None = None
         self._sink: grpc.aio.ServicerContext | None = None  # where the writer writes
+        self._tokens = 0.0  # inbound rate limit: a token bucket, filled on first use
+        self._tokens_at = 0.0
 
     def __repr__(self) -> str:
         return f"StreamSession(client_id={self.client_id!r}, epoch={self.epoch}, closed={self.closed})"
@@ -136,6 +143,19 @@ class StreamSession:
         if self._writer is None and self._start_writer is not None and self._queue and not self.closed:
             assert self._sink is not None
             self._writer = self._start_writer(self, self._sink)
+
+    def admit(self, rate: int, now: float) -> bool:
+        """Take one token of a bucket that refills `rate` per second up to a burst of 2 * rate (0: no limit)."""
+        if rate <= 0:
+            return True
+        burst = 2.0 * rate
+        tokens = burst if not self._tokens_at else min(burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True
 
     def touch(self, heartbeat: bool) -> None:
         self.last_seen = time.monotonic()

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ...generated import crypto_streaming_pb2 as pb2
-from ..auth import AuthError
+from ..auth import MAX_CLIENT_ID, AuthError
 from ..bus.link import BusUnavailable
-from ..handlers.base import MessageContext
+from ..handlers.base import MessageContext, Rejected
+from ..handlers.command_ack import check_ack
+from ..proto.wire import Malformed
 from .. import metrics
-from .session import NORMAL, CloseReason, StreamSession
+from .session import NORMAL, CloseReason, StreamSession, rate_limited
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -56,8 +60,10 @@ class ConnectFlow:
         from elsewhere cancels this task; that is told apart from gRPC cancelling the RPC (uncancel).
         """
         try:
+            bound = await isolated(self.rt.authenticator.client_for(metadata_of(context)))  # before any message
             first = await self._first_message(context)
-            session = await self._accept(first.client_id, context)
+            self.rt.authenticator.check_bound(bound, first.client_id)
+            session = await self._open(first.client_id, context)
         except (StreamAborted, AuthError) as exc:
             metrics.STREAMS_CLOSED.labels(getattr(exc, "label", "auth")).inc()
             await context.abort(exc.code, exc.details)
@@ -66,11 +72,6 @@ class ConnectFlow:
             metrics.STREAMS_CLOSED.labels("redis_unavailable").inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             return
-        await context.send_initial_metadata(((REPLICA_HEADER, self.rt.replica_id),))  # "accepted"
-        logger.info("stream.opened client_id=%s replica=%s epoch=%d", session.client_id, self.rt.replica_id,
-                    session.epoch)
-        metrics.STREAMS_OPENED.inc()
-        metrics.ACTIVE_STREAMS.inc()
         try:
             session.serve(self._writer_factory, context)  # commands flow now, not after the bookkeeping
             async with self._connect_writes:  # before the first message is read: status rows keep their order
@@ -89,6 +90,34 @@ class ConnectFlow:
         if reason.code != grpc.StatusCode.OK and reason is not CLIENT_GONE:
             await context.abort(reason.code, reason.details)
 
+    async def _open(self, client_id: str, context: grpc.aio.ServicerContext) -> StreamSession:
+        """Attach (claim) and tell the client it is accepted. Runs shielded: a client that cancels
+        meanwhile still gets its session detached and its claim released, never left behind as a
+        ghost that callers would be told is connected."""
+        if self.rt.draining:
+            raise StreamAborted(DRAINING.code, DRAINING.details, DRAINING.label)
+        opening = asyncio.ensure_future(self._attach(client_id, context))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            session = await _outcome(opening)
+            if session is not None:
+                session.close(CLIENT_GONE)
+                await _outcome(asyncio.ensure_future(self._finish(session)))
+            raise
+
+    async def _attach(self, client_id: str, context: grpc.aio.ServicerContext) -> StreamSession:
+        session = StreamSession(client_id, self.rt.config.outbound_queue_size)
+        await self.rt.bus.attach(session)
+        metrics.STREAMS_OPENED.inc()
+        metrics.ACTIVE_STREAMS.inc()
+        try:
+            await context.send_initial_metadata(((REPLICA_HEADER, self.rt.replica_id),))  # "accepted"
+        except Exception as exc:  # the client is gone already: the stream ends at its first read
+            logger.info("stream.accept_failed client_id=%s error=%s", client_id, type(exc).__name__)
+        logger.info("stream.opened client_id=%s replica=%s epoch=%d", client_id, self.rt.replica_id, session.epoch)
+        return session
+
     async def _first_message(self, context: grpc.aio.ServicerContext) -> pb2.ClientMessage:
         """The first message names the client; a silent or anonymous stream does not hang."""
         timeout = self.rt.config.heartbeat_timeout
@@ -97,23 +126,19 @@ class ConnectFlow:
         except TimeoutError:
             raise StreamAborted(grpc.StatusCode.DEADLINE_EXCEEDED, f"no first message within {timeout:g}s",
                                 "heartbeat_timeout") from None
+        except DecodeError as exc:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ClientMessage: {exc}") from None
         if first is grpc.aio.EOF:
             raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "stream closed before any message")
+        if isinstance(first, Malformed):
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, first.details)
         assert isinstance(first, pb2.ClientMessage)
         if not first.client_id:
             raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "first message must carry a client_id")
-        if len(first.client_id) > 128:
-            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT, "client_id longer than 128 characters")
+        if len(first.client_id) > MAX_CLIENT_ID:
+            raise StreamAborted(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"client_id longer than {MAX_CLIENT_ID} characters")
         return first
-
-    async def _accept(self, client_id: str, context: grpc.aio.ServicerContext) -> StreamSession:
-        """Authenticate and claim the client; raises what run() turns into the stream's status."""
-        await isolated(self.rt.authenticator.authenticate_client(metadata_of(context), client_id))
-        if self.rt.draining:
-            raise StreamAborted(DRAINING.code, DRAINING.details, DRAINING.label)
-        session = StreamSession(client_id, self.rt.config.outbound_queue_size)
-        await self.rt.bus.attach(session)
-        return session
 
     async def _finish(self, session: StreamSession) -> None:
         writer = session.writer
@@ -138,11 +163,18 @@ class ConnectFlow:
                 message = await context.read()
             except asyncio.CancelledError:
                 raise
+            except DecodeError as exc:
+                session.close(CloseReason(grpc.StatusCode.INVALID_ARGUMENT, f"malformed ClientMessage: {exc}",
+                                          "invalid"))
+                return
             except Exception as exc:
                 self._read_failed(session, exc)
                 return
             if message is grpc.aio.EOF:
                 session.close(NORMAL)
+                return
+            if isinstance(message, Malformed):
+                session.close(CloseReason(grpc.StatusCode.INVALID_ARGUMENT, message.details, "invalid"))
                 return
             assert isinstance(message, pb2.ClientMessage)
             if message.client_id != session.client_id:
@@ -169,18 +201,31 @@ class ConnectFlow:
         session.close(CLIENT_GONE)
 
     async def _process(self, session: StreamSession, message: pb2.ClientMessage) -> None:
+        if not session.admit(self.rt.config.max_messages_per_second, time.monotonic()):
+            session.close(rate_limited(self.rt.config.max_messages_per_second))
+            return
         kind = message.WhichOneof("payload") or "empty"
         metrics.MESSAGES_IN.labels(kind).inc()
         session.touch(heartbeat=kind == "heartbeat")
-        recorded_elsewhere = kind == "command_ack" and await self.rt.acks(session, message.command_ack)
+        recorded_elsewhere = kind == "command_ack" and await self._route_ack(session, message)
         if not recorded_elsewhere:  # an ack a caller waited for is recorded by that caller's replica
             await self._store(session, message, kind)
         self.rt.publisher.publish_client_message(session.client_id, message)
 
+    async def _route_ack(self, session: StreamSession, message: pb2.ClientMessage) -> bool:
+        """Only a valid ack reaches the bus (and Redis); an invalid one is refused by its handler."""
+        try:
+            check_ack(self._context(session, message), message.command_ack)
+        except Rejected:
+            return False
+        return await self.rt.acks(session, message.command_ack)
+
+    def _context(self, session: StreamSession, message: pb2.ClientMessage) -> MessageContext:
+        return MessageContext(session.client_id, message.message_id, self.rt.replica_id, datetime.now(UTC),
+                              self.rt.config.max_text_chars)
+
     async def _store(self, session: StreamSession, message: pb2.ClientMessage, kind: str) -> None:
-        ctx = MessageContext(session.client_id, message.message_id, self.rt.replica_id, datetime.now(UTC),
-                             self.rt.config.max_text_chars)
-        rejected = await self.rt.dispatch(ctx, message)
+        rejected = await self.rt.dispatch(self._context(session, message), message)
         if rejected is not None:
             metrics.MESSAGES_REJECTED.labels(kind, metrics.reject_cause(rejected)).inc()
 
@@ -211,6 +256,16 @@ def _consume_close_cancel(session: StreamSession, delivered: bool) -> bool:
     if not session.reader_cancelled or task is None or (not delivered and not task.cancelling()):
         return False
     return task.uncancel() == 0
+
+
+async def _outcome(task: "asyncio.Future[T]") -> T | None:
+    """The result of a shielded task once it has ended (None if it failed), however often we are cancelled."""
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            continue
+    return None if task.cancelled() or task.exception() is not None else task.result()
 
 
 async def isolated(work: Awaitable[T]) -> T:

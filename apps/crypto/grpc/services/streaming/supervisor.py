@@ -48,6 +48,8 @@ class StreamSupervisor:
     def sweep(self, now: float) -> None:
         timeout = self.config.heartbeat_timeout
         for session in list(self.sessions().values()):
+            if session.closed:  # ending already; its stream detaches it
+                continue
             if now - session.last_seen > timeout:
                 logger.info("stream.heartbeat_timeout client_id=%s", session.client_id)
                 session.close(CloseReason(grpc.StatusCode.DEADLINE_EXCEEDED,
