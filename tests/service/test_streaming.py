@@ -233,3 +233,32 @@ async def test_commands_reach_a_new_stream_while_its_connect_bookkeeping_waits_f
             blocker.execute("ROLLBACK")
             blocker.close()
             await bot.__aexit__()
+
+
+async def test_a_client_over_its_message_rate_is_ended_and_others_are_served():
+    """Issue #11: a per-client inbound rate limit (max_messages_per_second, burst twice that)."""
+    async with running_server(max_messages_per_second=50) as server:
+        witness = await connected_bot(server)
+        flooder = await connected_bot(server)
+        for _ in range(400):
+            flooder.send(heartbeat(flooder.client_id))
+        assert await flooder.ended() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "more than 50 messages per second" in flooder.details
+        for _ in range(20):  # well within its own budget
+            witness.send(heartbeat(witness.client_id))
+        async with server.channel() as channel:
+            reply = await stub(channel).SendCommandToClient(ping_request(witness.client_id),
+                                                            metadata=server.operator_metadata(), timeout=5)
+        assert reply.success and witness.status is None
+        await witness.__aexit__()
+        await flooder.__aexit__()
+
+
+async def test_rate_limit_is_a_token_bucket_with_a_burst_of_twice_the_rate():
+    from apps.crypto.grpc.services.streaming.session import StreamSession
+
+    session = StreamSession("c", 4)
+    assert all(session.admit(10, 100.0) for _ in range(20))  # the burst
+    assert not session.admit(10, 100.0)
+    assert [session.admit(10, 100.5) for _ in range(6)] == [True] * 5 + [False]  # 5 tokens back in 0.5 s
+    assert all(session.admit(0, 100.5) for _ in range(1000))  # 0: no limit

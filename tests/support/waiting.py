@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0,
-                     message: str = "condition") -> None:
+async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 10.0,
+                     message: str = "condition") -> T:
+    """The first truthy result of `check`."""
     until = time.monotonic() + timeout
     while time.monotonic() < until:
         result = check()
         if asyncio.iscoroutine(result):
             result = await result
         if result:
-            return
+            return result
         await asyncio.sleep(0.02)
     raise AssertionError(f"{message} not met within {timeout}s")
