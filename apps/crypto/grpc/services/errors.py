@@ -12,6 +12,7 @@ import grpc
 from .auth import AuthError
 from .bus.bus import DuplicateCommand
 from .bus.link import BusUnavailable
+from .proto.wire import Malformed
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,10 +44,16 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
 
 
 def rpc_boundary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Map our exceptions to a status; cancellation and aborts pass through untouched."""
+    """Map our exceptions to a status; cancellation and aborts pass through untouched.
+
+    A request whose bytes did not parse (proto.wire.Malformed) is answered INVALID_ARGUMENT before the
+    method runs."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        if isinstance(request, Malformed):
+            logger.debug("rpc.malformed_request method=%s type=%s", method.__name__, request.type_name)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details)
         try:
             return await method(self, request, context)
         except grpc.aio.AbortError:

@@ -12,11 +12,16 @@ logger = logging.getLogger(__name__)
 
 
 def grpc_handlers(server: Any) -> list[tuple[type, Any]]:
-    """Discovered by `manage.py rungrpc`; registers CryptoStreamingService on server (when given)."""
+    """Discovered by `manage.py rungrpc`; registers CryptoStreamingService on server (when given).
+
+    Registered through proto.wire.add_service (same signature as the generated
+    add_CryptoStreamingServiceServicer_to_server): request bytes that do not parse reach the servicer as
+    a Malformed value, so they are answered INVALID_ARGUMENT instead of grpc.aio's UNKNOWN.
+    """
+    from ..proto.wire import add_service
     from ..server import CryptoStreamingService, build_servicer
-    from ...generated import crypto_streaming_pb2_grpc as pb2_grpc
 
     if server is not None:
-        pb2_grpc.add_CryptoStreamingServiceServicer_to_server(build_servicer(server), server)
+        add_service(build_servicer(server), server)
         logger.info("grpc.service_registered service=CryptoStreamingService")
-    return [(CryptoStreamingService, pb2_grpc.add_CryptoStreamingServiceServicer_to_server)]
+    return [(CryptoStreamingService, add_service)]
