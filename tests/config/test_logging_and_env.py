@@ -9,15 +9,33 @@ import pytest
 
 from apps.crypto.grpc.services.config import CryptoStreamingConfig
 from config.env import Environment
-from config.logging import JsonFormatter, ReplicaFilter, structured_fields
+from config.logging import JsonFormatter, ReplicaFilter, render
+
+
+def record(msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("x", logging.INFO, __file__, 1, msg, args or None, None)
 
 
 def test_event_and_pairs_become_fields():
-    assert structured_fields("stream.opened client_id=bot-1 replica=r1 epoch=3") == {
-        "event": "stream.opened", "client_id": "bot-1", "replica": "r1", "epoch": "3"}
-    assert structured_fields("message.rejected client_id=c message_id='m 1' reason=x") == {
-        "event": "message.rejected", "client_id": "c", "message_id": "m 1", "reason": "x"}
-    assert structured_fields("Plain sentence without event") == {}
+    line = render(record("stream.opened client_id=%s replica=%s epoch=%d", "bot-1", "r1", 3))
+    assert (line.event, line.fields) == ("stream.opened", {"client_id": "bot-1", "replica": "r1", "epoch": "3"})
+    line = render(record("message.rejected client_id=%s message_id=%r reason=%s", "c", "m 1", "x"))
+    assert line.fields == {"client_id": "c", "message_id": "m 1", "reason": "x"}
+    assert render(record("auth.disabled setting=CRYPTO_AUTH value=off")).fields == {"setting": "CRYPTO_AUTH",
+                                                                                   "value": "off"}
+    assert render(record("Plain sentence without event key=%s", "v")) == ("Plain sentence without event key=v",
+                                                                          None, {})
+
+
+def test_ordinary_values_read_as_before():
+    """Bare `key=value` for ordinary values, %r of an ordinary string as before: only odd values get quoted."""
+    for msg, args in [("stream.opened client_id=%s replica=%s epoch=%d", ("bot-1", "r1", 3)),
+                      ("message.rejected client_id=%s message_id=%r payload=%s", ("c", "m-1", "transaction")),
+                      ("replica.started address=%s:%d grpc_experiments=%s", ("[::]", 50051, "")),
+                      ("bus.listener_error error=%s retry_in=%.2f", ("ConnectionError", 0.5)),
+                      ("ingest.close_incomplete left=%d timeout=%.1f", (3, 8.0))]:
+        rec = record(msg, *args)
+        assert render(rec).text == rec.getMessage()
 
 
 def test_json_lines_carry_replica_event_and_keys():
