@@ -27,6 +27,7 @@ BASE_ENV = {
     "CENTRIFUGO_API_KEY": "",
     "PYTHONUNBUFFERED": "1",
     "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DJANGO_ALLOW_DEV_SECRET_KEY": "on",  # local benchmark cluster: the public development key is fine
 }
 
 

@@ -39,6 +39,10 @@ def split_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+# Public (it is in this repository): for development and tests only, see django_secret_key().
+DEV_SECRET_KEY = "crypto-grpc-local-development-only-secret-key-0123456789"
+DEV_SECRET_KEY_FLAG = "DJANGO_ALLOW_DEV_SECRET_KEY"
+
 _EXPERIMENT = re.compile(r"-?[a-z0-9_]+")
 
 
@@ -67,6 +71,7 @@ class Environment:
     grpc_target: str = "localhost:50051"
     secret_key: str = ""
     debug: bool = False
+    allow_dev_secret_key: bool = False  # DJANGO_ALLOW_DEV_SECRET_KEY: development and tests only
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_port: int = 9100
@@ -91,11 +96,29 @@ class Environment:
             grpc_target=env.get("CRYPTO_GRPC_TARGET") or defaults.grpc_target,
             secret_key=env.get("DJANGO_SECRET_KEY", ""),
             debug=parse_bool("DJANGO_DEBUG", env.get("DJANGO_DEBUG", "off")),
+            allow_dev_secret_key=parse_bool(DEV_SECRET_KEY_FLAG, env.get(DEV_SECRET_KEY_FLAG, "off")),
             log_format=log_format,
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             metrics_port=parse_int("METRICS_PORT", env.get("METRICS_PORT", "9100")),
             grpc_experiments=parse_experiments(env.get("GRPC_EXPERIMENTS", "")),
         )
+
+
+def django_secret_key(env: Environment) -> str:
+    """DJANGO_SECRET_KEY; the public development key only with DEBUG on or DJANGO_ALLOW_DEV_SECRET_KEY on.
+
+    The development key is in this repository, so anyone could forge sessions, password-reset
+    tokens and signed values with it: a production process refuses to start on it.
+    """
+    if env.secret_key.strip() and env.secret_key != DEV_SECRET_KEY:
+        return env.secret_key
+    if env.debug or env.allow_dev_secret_key:
+        return DEV_SECRET_KEY
+    raise ValueError(
+        "DJANGO_SECRET_KEY is not set (or is the public development key) and DEBUG is off: refusing to run "
+        "with the development secret key. Set DJANGO_SECRET_KEY to a long random value, for example "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; for local development and tests "
+        f"only, set {DEV_SECRET_KEY_FLAG}=on instead.")
 
 
 ENV = Environment.from_mapping(os.environ)

@@ -7,14 +7,19 @@ import warnings
 
 from django_cfg import DatabaseConfig, DjangoConfig
 
-from config.env import BASE_DIR, ENV
+from config.env import BASE_DIR, ENV, django_secret_key
 from config.logging import build_logging
 
 # django-cfg would otherwise mirror every DEBUG line into an ever-growing /tmp/djangocfg/debug.log.
 os.environ.setdefault("DJANGO_LOG_TO_TMP", "false")
 
-# A development key is fine for the embedded defaults; production sets DJANGO_SECRET_KEY.
-_DEV_SECRET = "crypto-grpc-local-development-only-secret-key-0123456789"
+# Production sets DJANGO_SECRET_KEY; without it only DEBUG or DJANGO_ALLOW_DEV_SECRET_KEY (development,
+# tests) admit the public development key. Anything else stops here with one line saying how to fix it.
+try:
+    _SECRET_KEY = django_secret_key(ENV)
+except ValueError as exc:
+    raise SystemExit(f"crypto-grpc: {exc}") from None
+
 warnings.filterwarnings("ignore", message=".*insecure pattern.*")
 warnings.filterwarnings("ignore", message=".*DEBUG=True is not allowed.*")
 
@@ -36,7 +41,7 @@ class CryptoConfig(DjangoConfig):
     """The project's typed settings; every operator knob comes from config.env.ENV."""
 
     project_name: str = "crypto-grpc"
-    secret_key: str = ENV.secret_key or _DEV_SECRET
+    secret_key: str = _SECRET_KEY
     debug: bool = ENV.debug
     security_domains: list[str] = ["localhost", "127.0.0.1"]
     project_apps: list[str] = ["apps.crypto"]

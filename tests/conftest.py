@@ -12,6 +12,9 @@ _TMP = Path(tempfile.mkdtemp(prefix="crypto-tests-"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{_TMP / 'test.sqlite3'}"
 os.environ.setdefault("CRYPTO_AUTH", "on")
+# No DJANGO_SECRET_KEY in tests: admit the public development key here and in every replica process
+# the suite spawns (they inherit os.environ); without it the settings refuse to load.
+os.environ["DJANGO_ALLOW_DEV_SECRET_KEY"] = "on"
 os.environ.pop("REDIS_URL", None)
 sys.path.insert(0, str(ROOT))
 

@@ -53,6 +53,7 @@ def test_json_lines_carry_replica_event_and_keys():
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be text or json"),
     ({"METRICS_PORT": "-1"}, "METRICS_PORT must be >= 0"),
     ({"GRPC_EXPERIMENTS": "ph2_server;rm -rf"}, "GRPC_EXPERIMENTS must be comma-separated experiment names"),
+    ({"DJANGO_ALLOW_DEV_SECRET_KEY": "please"}, "DJANGO_ALLOW_DEV_SECRET_KEY must be on or off"),
 ])
 def test_environment_refuses_nonsense(env, message):
     with pytest.raises(ValueError, match=message):
@@ -64,6 +65,7 @@ def test_environment_defaults_and_token_list():
     assert env.operator_tokens == ("a", "b") and env.auth_enabled and env.grpc_port == 50051
     assert env.redis_url == "redis://x" and env.metrics_port == 9100
     assert env.grpc_experiments == ()
+    assert not env.allow_dev_secret_key and not env.debug
     assert Environment.from_mapping({"GRPC_EXPERIMENTS": "ph2_server, -fuse_filters"}).grpc_experiments == (
         "ph2_server", "-fuse_filters")
 
