@@ -14,8 +14,10 @@ from ..generated import common_pb2
 from ..generated import crypto_streaming_pb2 as pb2
 from ..generated import crypto_streaming_pb2_grpc as pb2_grpc
 from . import metrics
-from .errors import InvalidRequest, NotServing, rpc_boundary
+from .errors import NotServing, rpc_boundary
+from .bus.bus import DuplicateCommand
 from .bus.outcomes import Answer
+from .proto.validation import MAX_TEXT_CHARS, validate_client_id, validate_command
 from .runtime import Runtime, current_runtime
 from .streaming.stream import ConnectFlow, metadata_of
 
@@ -37,19 +39,19 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
     @rpc_boundary
     async def SendCommandToClient(self, request: pb2.SendCommandRequest,
                                   context: grpc.aio.ServicerContext) -> pb2.SendCommandResponse:
-        operator, command = self._accept(request, context, wait=False)
+        operator, command = await self._accept(request, context, wait=False)
         delivery = await self.rt.bus.send(request.client_id, command, self._timeout(context, self.rt.config.send_timeout))
         self.rt.journal.delivery(command.command_id, delivery)
         metrics.COMMANDS.labels("send", command.WhichOneof("command"),
                                 "delivered" if delivery.delivered else "not_delivered").inc()
         logger.info("command.sent client_id=%s command_id=%s operator=%s delivered=%s", request.client_id,
                     command.command_id, operator, delivery.delivered)
-        return pb2.SendCommandResponse(success=delivery.delivered, error=delivery.error)
+        return pb2.SendCommandResponse(success=delivery.delivered, error=delivery.error, command_id=command.command_id)
 
     @rpc_boundary
     async def ExecuteCommandSync(self, request: pb2.SendCommandRequest,
                                  context: grpc.aio.ServicerContext) -> common_pb2.CommandAck:
-        operator, command = self._accept(request, context, wait=True)
+        operator, command = await self._accept(request, context, wait=True)
         timeout = self._timeout(context, self.rt.config.ack_timeout)
         started = time.perf_counter()
         answer = await self.rt.bus.execute(request.client_id, command, timeout)
@@ -70,12 +72,16 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
             route = "same" if answer.delivery.routed_to == self.rt.replica_id else "cross"
             metrics.ACK_LATENCY.labels(route).observe(elapsed)
 
-    def _accept(self, request: pb2.SendCommandRequest, context: grpc.aio.ServicerContext,
-                wait: bool) -> tuple[str, pb2.DjangoCommand]:
+    async def _accept(self, request: pb2.SendCommandRequest, context: grpc.aio.ServicerContext,
+                      wait: bool) -> tuple[str, pb2.DjangoCommand]:
         operator = self.rt.authenticator.authenticate_operator(metadata_of(context))
         if not self.rt.runner.healthy:
             raise NotServing("command bus unavailable: redis unreachable")
-        command = prepare_command(request)
+        command = prepare_command(request, self.rt.config.max_text_chars)
+        if request.command.command_id and not await self.rt.bus.link.reserve(command.command_id,
+                                                                              self.rt.config.command_id_ttl):
+            raise DuplicateCommand(f"command_id {command.command_id!r} was used before; leave command_id empty "
+                                   "and the server generates a fresh one")
         self.rt.journal.accepted(request.client_id, command, operator, self.rt.replica_id, wait)
         return operator, command
 
@@ -85,18 +91,16 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         return default if remaining is None else max(0.0, min(default, remaining - DEADLINE_MARGIN))
 
 
-def prepare_command(request: pb2.SendCommandRequest) -> pb2.DjangoCommand:
-    """Validate a command request; fill a missing command_id and timestamp."""
-    if not request.client_id:
-        raise InvalidRequest("client_id is required")
-    if not request.HasField("command") or request.command.WhichOneof("command") is None:
-        raise InvalidRequest("command must set one of: ping, pause, resume, sync_wallets, request_status")
+def prepare_command(request: pb2.SendCommandRequest, max_text_chars: int = MAX_TEXT_CHARS) -> pb2.DjangoCommand:
+    """Validate a command request; a copy with command_id (fresh when empty) and timestamp filled in.
+    The caller-chosen `retry` flag is cleared: only the service marks a re-sent command."""
+    validate_client_id(request.client_id)
+    validate_command(request.command, max_text_chars=max_text_chars)
     command = pb2.DjangoCommand()
     command.CopyFrom(request.command)
+    command.retry = False
     if not command.command_id:
         command.command_id = uuid.uuid4().hex
-    if len(command.command_id) > 128:
-        raise InvalidRequest("command_id longer than 128 characters")
     if not command.HasField("timestamp"):
         command.timestamp.GetCurrentTime()
     return command
