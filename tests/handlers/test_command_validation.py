@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.service.test_fuzz import varint
+
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -146,10 +148,4 @@ def test_refusals_map_to_invalid_argument():
     assert status_for(caught.value) == (grpc.StatusCode.INVALID_ARGUMENT, str(caught.value))
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+_varint = varint  # one protobuf varint encoder for the suite (tests/service/test_fuzz.py)
