@@ -32,7 +32,7 @@ async def test_held_command_acked_on_the_callers_own_replica_answers_at_once():
     session = StreamSession("c1", queue_limit=4)
     await bus.attach(session)  # reconnects to the caller's own replica, which takes the held command
     [delivered] = session.pending()
-    assert await bus.on_ack(session, common_pb2.CommandAck(command_id=delivered.command_id, success=True))
+    assert await bus.on_ack("c1", common_pb2.CommandAck(command_id=delivered.command_id, success=True))
     answer = await asyncio.wait_for(execute, 2)
     assert answer.ack.success and answer.delivery.delivered and answer.delivery.routed_to == "A"
     assert asyncio.get_running_loop().time() - started < 1.0  # the ack ended it, not a timeout
@@ -52,7 +52,7 @@ async def test_an_ack_still_reaches_the_caller_when_its_stream_is_cancelled_mean
         execute = asyncio.create_task(caller.execute("c1", command, timeout=3))
         while not session.pending():
             await asyncio.sleep(0.01)
-        forward = asyncio.create_task(owner.on_ack(session, common_pb2.CommandAck(command_id="cmd1", success=True)))
+        forward = asyncio.create_task(owner.on_ack("c1", common_pb2.CommandAck(command_id="cmd1", success=True)))
         await asyncio.sleep(0)  # the forward has started: the ack left the in-flight table
         forward.cancel()  # the stream ends (drain) right then
         answer = await asyncio.wait_for(execute, 2)

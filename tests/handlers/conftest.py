@@ -15,8 +15,10 @@ import pytest
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.config import CryptoStreamingConfig
-from apps.crypto.grpc.services.handlers.base import MessageContext
+from apps.crypto.grpc.services.handlers.clients import forget_client
 from apps.crypto.grpc.services.handlers.dispatch import Dispatcher
+from apps.crypto.grpc.services.handlers.table import PARTS
+from apps.crypto.grpc.services.inbound import MessageContext
 from apps.crypto.grpc.services.ingest import build_ingest_buffer
 from apps.crypto.grpc.services.ingest.buffer import IngestBuffer
 
@@ -41,7 +43,7 @@ def client_id() -> str:
 @pytest.fixture
 async def ingest() -> AsyncIterator[IngestBuffer]:
     """The replica's buffer with the default knobs, writing to the test database."""
-    buffer = build_ingest_buffer(CryptoStreamingConfig())
+    buffer = build_ingest_buffer(CryptoStreamingConfig(), PARTS, forget_client)
     buffer.start()
     yield buffer
     await buffer.close()

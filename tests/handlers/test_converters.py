@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
-from apps.crypto.grpc.services.handlers.base import Rejected
+from apps.crypto.grpc.services.inbound import Rejected
 from apps.crypto.grpc.services.handlers.clients import ClientPkCache
 from apps.crypto.grpc.services.proto.converters import CryptoProtobufConverter as convert
 from apps.crypto.models import ClientStatus

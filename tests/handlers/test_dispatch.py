@@ -11,7 +11,7 @@ import pytest
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.handlers.dispatch import Dispatcher
-from apps.crypto.grpc.services.handlers.table import HANDLERS
+from apps.crypto.grpc.services.handlers.table import KINDS
 from apps.crypto.grpc.services.ingest.buffer import IngestBuffer
 from apps.crypto.models import Client, LogEntry, RejectedMessage, Transaction, Wallet
 
@@ -20,9 +20,9 @@ from .conftest import Send, context
 
 def test_table_covers_exactly_the_payload_oneof() -> None:
     oneof = pb2.ClientMessage.DESCRIPTOR.oneofs_by_name["payload"]
-    assert set(HANDLERS) == {field.name for field in oneof.fields}
-    # validation is synchronous and pure: storing is the ingest buffer's job
-    assert not any(inspect.iscoroutinefunction(handler) for handler in HANDLERS.values())
+    assert set(KINDS) == {field.name for field in oneof.fields}
+    # checking is synchronous and pure: storing is the ingest buffer's job
+    assert not any(inspect.iscoroutinefunction(kind.check) for kind in KINDS.values())
 
 
 async def rejections(client_id: str) -> list[tuple[str, str, str]]:

@@ -15,13 +15,15 @@ from apps.crypto.grpc.services.handlers.clients import client_pk
 from apps.crypto.grpc.services.handlers.dispatch import Dispatcher
 from apps.crypto.grpc.services.handlers.lifecycle import client_disconnected
 from apps.crypto.grpc.services.ingest.buffer import IngestBuffer
-from apps.crypto.grpc.services.ingest.writer import write_batch
-from apps.crypto.grpc.services.ingest.writes import FlushReport, LogWrite, Write
+from apps.crypto.grpc.services.handlers.log import LogWrite
+from apps.crypto.grpc.services.handlers.table import PARTS
+from apps.crypto.grpc.services.ingest.plan import FlushReport, Write
+from apps.crypto.grpc.services.ingest.writer import BatchWriter
 from apps.crypto.models import Client, LogEntry, RejectedMessage, StatusChange, Transaction
 
 from .conftest import context
 
-STORE = sync_to_async(write_batch)
+STORE = sync_to_async(BatchWriter(PARTS))
 
 
 async def logs_of(client_id: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""write_batch() against the real test database: few statements per batch, and a bad write costs only itself."""
+"""The batch writer against the real test database: few statements per batch, and a bad write costs only itself."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.crypto.grpc.services.handlers.base import MessageContext
 from apps.crypto.grpc.services.handlers.clients import KNOWN_CLIENTS, client_pk
-from apps.crypto.grpc.services.ingest.writer import write_batch
-from apps.crypto.grpc.services.ingest.writes import (
-    FlushReport,
-    HeartbeatWrite,
-    LogWrite,
-    TransactionWrite,
-    WalletWrite,
-    Write,
-)
+from apps.crypto.grpc.services.handlers.heartbeat import HeartbeatWrite
+from apps.crypto.grpc.services.handlers.log import LogWrite
+from apps.crypto.grpc.services.handlers.table import PARTS
+from apps.crypto.grpc.services.handlers.transaction import TransactionWrite
+from apps.crypto.grpc.services.handlers.wallet_update import WalletWrite
+from apps.crypto.grpc.services.inbound import MessageContext, Refusal
+from apps.crypto.grpc.services.ingest.plan import FlushReport, Write
+from apps.crypto.grpc.services.ingest.writer import BatchWriter
 from apps.crypto.models import Client, LogEntry, RejectedMessage, Transaction, Wallet
 
 from .conftest import context
@@ -29,7 +27,7 @@ from .conftest import context
 @sync_to_async
 def write_counting(writes: Sequence[Write]) -> tuple[FlushReport, int]:
     with CaptureQueriesContext(connection) as queries:
-        report = write_batch(writes)
+        report = BatchWriter(PARTS)(writes)
     return report, len(queries)
 
 
@@ -92,8 +90,6 @@ async def test_a_failing_batch_is_retried_one_by_one_and_only_the_bad_writes_are
 
 async def test_a_refusal_whose_message_carries_an_oversize_id_is_stored_truncated() -> None:
     """RejectedMessage columns are 128 chars: a bot's overlong ids must not fail the batch."""
-    from apps.crypto.grpc.services.ingest.writes import Refusal
-
     long_id = "c" * 300
     ctx = MessageContext(long_id, "m" * 300, "r1", context("x").received_at)
     report, _ = await write_counting([Refusal(ctx, "heartbeat", "client_id: too long (300 chars, max 128)")])

@@ -1,28 +1,83 @@
-"""Command records (the audit trail of every command) written off the hot path.
+"""Command records, the audit trail of every command: the one writer of CommandRecord, with one set of rules.
 
-Events of a command (accepted, delivered, answered) are merged in memory and written in
-batches: one transaction and one prepared upsert (executemany, see ingest/bulk.py) per batch
-instead of several upserts per command. The buffer is
-bounded; past it a record is dropped and counted (metric crypto_journal_dropped_total).
+- A record never steps back: a delivery note does not overwrite an outcome already final.
+- An ack a caller stopped waiting for (timed_out) is recorded as late, with its fields.
+- A bot can only ack its own commands: an ack of another client's command is refused.
+
+The caller's side (accepted, delivery, outcome) is merged in memory by the CommandJournal and written
+in batches off the hot path; the journal is bounded, past it a record is dropped and counted (metric
+crypto_journal_dropped_total). Acks no caller waited for arrive with the bot's other messages and are
+stored with their ingest batch (store_acks), in the same transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from asgiref.sync import sync_to_async
 from google.protobuf.json_format import MessageToDict
 
+from apps.crypto.models import CommandOutcome, CommandRecord
+
 from ..generated import common_pb2
 from ..generated import crypto_streaming_pb2 as pb2
 from . import metrics
+from .bulk import insert_many
 from .bus.outcomes import Delivery
 
 logger = logging.getLogger(__name__)
-DELIVERED = "delivered"
+OPEN: Final = frozenset({None, CommandOutcome.QUEUED, CommandOutcome.DELIVERED})  # not yet final
+GIVEN_UP: Final = (CommandOutcome.TIMED_OUT, CommandOutcome.LATE)  # the caller stopped waiting
+ACK_FIELDS: Final = ["outcome", "ack_success", "ack_message", "ack_error", "finished_at"]
+LOOKUP_CHUNK: Final = 500  # command ids per lookup query (SQLite allows 32,766 parameters)
+
+
+def ack_outcome(success: bool, timed_out: bool = False) -> CommandOutcome:
+    return CommandOutcome.ACKED if success else (CommandOutcome.TIMED_OUT if timed_out else CommandOutcome.FAILED)
+
+
+@dataclass(slots=True)
+class AckRow:
+    """The fields a bot's ack sets; `finished_at` is the server's receive time (bot clocks are not trusted)."""
+
+    command_id: str
+    client_id: str
+    success: bool
+    message: str
+    error: str
+    finished_at: datetime
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), LOOKUP_CHUNK):
+        yield items[start:start + LOOKUP_CHUNK]
+
+
+def stored_records(command_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """command_id -> (client_id, outcome) of the records that exist (sync ORM)."""
+    found: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(command_ids):
+        rows = CommandRecord.objects.filter(command_id__in=chunk).values_list("command_id", "client_id", "outcome")
+        found.update((command_id, (client_id, outcome)) for command_id, client_id, outcome in rows)
+    return found
+
+
+def store_acks(rows: Sequence[AckRow], stored: dict[str, tuple[str, str]]) -> None:
+    """Upserted by command_id; an ack for an unknown command still leaves a record (kind ''), since the
+    bot says it ran something; one for a command whose caller gave up is late (sync ORM)."""
+    records = [CommandRecord(
+        command_id=r.command_id, client_id=r.client_id, ack_success=r.success, ack_message=r.message,
+        ack_error=r.error, finished_at=r.finished_at,
+        outcome=CommandOutcome.LATE if stored.get(r.command_id, ("", ""))[1] in GIVEN_UP else ack_outcome(r.success))
+        for r in rows]
+    if records:
+        CommandRecord.objects.bulk_create(records, update_conflicts=True, unique_fields=["command_id"],
+                                          update_fields=ACK_FIELDS)
 
 
 class CommandJournal:
@@ -53,7 +108,7 @@ class CommandJournal:
                 metrics.JOURNAL_DROPPED.inc()
                 return
             record = self._pending[command_id] = {}
-        if record.get("outcome") not in (None, "queued", DELIVERED) and fields.get("outcome") == DELIVERED:
+        if record.get("outcome") not in OPEN and fields.get("outcome") == CommandOutcome.DELIVERED:
             fields = {k: v for k, v in fields.items() if k != "outcome"}  # never step back from a final outcome
         record.update(fields)
 
@@ -69,7 +124,7 @@ class CommandJournal:
         batch, self._pending = self._pending, {}
         groups: dict[tuple[bool, tuple[str, ...]], list[tuple[str, dict[str, Any]]]] = {}
         for command_id, fields in batch.items():
-            key = (fields.get("outcome") == DELIVERED, tuple(sorted(fields)))
+            key = (fields.get("outcome") == CommandOutcome.DELIVERED, tuple(sorted(fields)))
             groups.setdefault(key, []).append((command_id, fields))
         if groups:
             await sync_to_async(_write_groups)(groups)
@@ -84,16 +139,18 @@ class CommandJournal:
     def delivery(self, command_id: str, delivery: Delivery) -> None:
         """Where the command went and when it reached the stream (or why it never did)."""
         at = datetime.fromtimestamp(delivery.at, UTC)
-        self._put(command_id, {"outcome": DELIVERED, "routed_to": delivery.routed_to, "delivered_at": at}
-                  if delivery.delivered else {"outcome": "failed", "ack_error": delivery.error, "finished_at": at})
+        self._put(command_id, {"outcome": CommandOutcome.DELIVERED, "routed_to": delivery.routed_to,
+                               "delivered_at": at} if delivery.delivered else
+                  {"outcome": CommandOutcome.FAILED, "ack_error": delivery.error, "finished_at": at})
 
     def late(self, ack: common_pb2.CommandAck) -> None:
         """An ack that arrived after its caller gave up: the record keeps it, marked late."""
-        self._put(ack.command_id, {"outcome": "late", "ack_success": ack.success, "ack_message": ack.message,
-                                   "ack_error": ack.error, "finished_at": datetime.now(UTC)})
+        self._answer(ack, CommandOutcome.LATE)
 
     def outcome(self, ack: common_pb2.CommandAck, timed_out: bool) -> None:
-        outcome = "acked" if ack.success else ("timed_out" if timed_out else "failed")
+        self._answer(ack, ack_outcome(ack.success, timed_out))
+
+    def _answer(self, ack: common_pb2.CommandAck, outcome: CommandOutcome) -> None:
         self._put(ack.command_id, {"outcome": outcome, "ack_success": ack.success, "ack_message": ack.message,
                                    "ack_error": ack.error, "finished_at": datetime.now(UTC)})
 
@@ -119,25 +176,22 @@ def _upsert(names: tuple[str, ...], rows: list[tuple[str, dict[str, Any]]], deli
     the fields it knows; a delivery note never overwrites an outcome the owner already wrote."""
     from django.utils import timezone
 
-    from apps.crypto.models import CommandRecord
-
-    from .ingest.bulk import insert_many
-
     update = [n for n in names if not (delivered_only and n == "outcome")]
     if not update:
         CommandRecord.objects.bulk_create([CommandRecord(command_id=c, **f) for c, f in rows], ignore_conflicts=True)
     else:
-        columns, defaults = _columns(CommandRecord)
+        columns, defaults = _columns()
         defaults["created_at"] = timezone.now()
         values = ([command_id if name == "command_id" else fields.get(name, defaults[name]) for name in columns]
                   for command_id, fields in rows)
         insert_many(CommandRecord, columns, values, unique=["command_id"], update=update)
     if delivered_only:
         ids = [command_id for command_id, _ in rows]
-        CommandRecord.objects.filter(command_id__in=ids, outcome="queued").update(outcome=DELIVERED)
+        CommandRecord.objects.filter(command_id__in=ids, outcome=CommandOutcome.QUEUED).update(
+            outcome=CommandOutcome.DELIVERED)
 
 
-def _columns(model: Any) -> tuple[list[str], dict[str, Any]]:
+def _columns() -> tuple[list[str], dict[str, Any]]:
     """Every concrete column but the primary key, and each one's default value."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    fields = [f for f in CommandRecord._meta.concrete_fields if not f.primary_key]
     return [f.name for f in fields], {f.name: f.get_default() for f in fields}

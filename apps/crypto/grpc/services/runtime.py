@@ -15,13 +15,12 @@ from grpc_health.v1 import health, health_pb2
 from apps.crypto.publishing import NullPublisher, Publisher, PublisherConfig, build_publisher
 from config.env import ENV, Environment
 
-from ..generated import common_pb2
 from . import metrics
 from .auth import Authenticator
 from .bus.bus import CommandBus
 from .bus.connect import build_redis
 from .bus.keys import Keys
-from .bus.link import BusUnavailable, RedisLink
+from .bus.link import RedisLink
 from .bus.runner import BusRunner
 from .config import CryptoStreamingConfig
 from .ingest import build_ingest_buffer
@@ -71,14 +70,6 @@ class Runtime:
     @property
     def replica_id(self) -> str:
         return self.bus.me
-
-    async def acks(self, session: StreamSession, ack: common_pb2.CommandAck) -> bool:
-        """Route a client's ack; True when a waiting caller's replica records it."""
-        try:
-            return await self.bus.on_ack(session, ack)
-        except BusUnavailable as exc:
-            logger.warning("ack.forward_failed command_id=%s error=%s", ack.command_id, exc)
-            return False
 
     async def start(self) -> None:
         await self._set_health(LIVENESS, True)
@@ -147,8 +138,10 @@ class Runtime:
 
 def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts: Any) -> Runtime:
     """Wire a replica from config; `parts` replaces a piece (tests pass a different authenticator)."""
-    from .handlers import lifecycle
+    from .handlers import command_ack, lifecycle
+    from .handlers.clients import forget_client
     from .handlers.dispatch import Dispatcher
+    from .handlers.table import PARTS
 
     redis = build_redis(env.redis_url, config.redis_socket_timeout)
     link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
@@ -160,7 +153,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         **os.environ, "CENTRIFUGO_API_URL": env.centrifugo_api_url, "CENTRIFUGO_API_KEY": env.centrifugo_api_key})
     if not config.centrifugo_auto_publish_messages:
         parts.setdefault("publisher", NullPublisher())
-    ingest = build_ingest_buffer(config)
+    ingest = build_ingest_buffer(config, PARTS, forget_client)
     runtime = Runtime(
         config=config, env=env, bus=bus,
         runner=BusRunner(bus, redis, config.ownership_refresh, config.ownership_ttl, lambda ok: None),
@@ -169,7 +162,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         journal=CommandJournal(),
         supervisor=StreamSupervisor(config, lambda: bus.sessions),
         health=health.aio.HealthServicer(),
-        dispatch=Dispatcher(ingest),
+        dispatch=Dispatcher(ingest, {command_ack.COMMAND_ACK.name: command_ack.forward_to(bus)}),
         # open/close bookkeeping is written directly, but after the client's buffered messages
         lifecycle=Lifecycle(ingest.behind(lifecycle.client_connected), ingest.behind(lifecycle.client_disconnected)),
         ingest=ingest,

@@ -132,22 +132,27 @@ class CommandBus:
         if len(self._expired) > EXPIRED_KEPT:
             self._expired.popitem(last=False)
 
-    async def on_ack(self, session: StreamSession, ack: common_pb2.CommandAck) -> bool:
+    async def on_ack(self, client_id: str, ack: common_pb2.CommandAck) -> bool:
         """A client acknowledged: answer whoever waits, locally or on its replica.
 
         True when the waiting caller's replica got the ack (it records the outcome) or it was a
-        duplicate: the owner need not store it again.
+        duplicate: the owner need not store it again. False also when Redis is down (stored here then).
         """
-        reply_to = session.inflight.pop(ack.command_id, "")
+        session = self.sessions.get(client_id)
+        reply_to = session.inflight.pop(ack.command_id, "") if session is not None else ""
         if reply_to == self.me:
             self._resolve_ack(ack, self.me)
             return True
         envelope = m.encode(m.Envelope(m.ACK, command_id=ack.command_id, body=ack.SerializeToString(),
                                        sender=self.me))
-        settle = self.link.settle_ack(ack.command_id, session.client_id, reply_to, envelope)
-        settled = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
+        settle = self.link.settle_ack(ack.command_id, client_id, reply_to, envelope)
+        try:
+            settled = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
+        except BusUnavailable as exc:
+            logger.warning("ack.forward_failed command_id=%s error=%s", ack.command_id, exc)
+            return False
         if settled.duplicate or settled.foreign:
-            logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", session.client_id, ack.command_id,
+            logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", client_id, ack.command_id,
                         "duplicate" if settled.duplicate else "foreign")
         return settled.duplicate or settled.receivers > 0
 

@@ -1,16 +1,25 @@
-"""Client row resolution: every payload needs the Client's primary key, so it is cached per process.
+"""The Client row: its primary key (cached per process) and the columns a batch sets on it.
+
+Every payload needs the Client's primary key, so it is cached per process.
 
 The cache is a small LRU of client_id -> pk; a hit costs no query. A stale entry (row deleted by an
 operator) surfaces as a storage error when the batch holding the client's next write is stored; the
 ingest buffer then calls forget_client(), and the client's next message resolves (recreates) the row.
+
+Heartbeats, status reports and registrations all set Client columns: they fold into one ClientPatch
+per client in message order (the stored row is what the last message made it), stored by CLIENT_ROWS.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
+from ..bulk import update_many
+from ..inbound import Refusal
+from ..ingest.plan import Part, Plan
 from ..proto.converters import CryptoProtobufConverter as convert
 
 CLIENT_ID_MAX: Final = 128  # models.Client.client_id max_length
@@ -64,3 +73,40 @@ async def client_pk(client_id: str) -> int:
 
 def forget_client(client_id: str) -> None:
     KNOWN_CLIENTS.forget(client_id)
+
+
+@dataclass(slots=True)
+class ClientPatch:
+    """Client columns to set for one client; `restore` (a registration) upserts by client_id."""
+
+    client_id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    restore: bool = False
+
+
+def patch(plan: Plan, client_pk: int, client_id: str) -> ClientPatch:
+    """The batch's patch of this client's row, made on first use."""
+    patches: dict[int, ClientPatch] = plan.part(CLIENT_ROWS.name, dict)
+    found = patches.get(client_pk)
+    if found is None:
+        found = patches[client_pk] = ClientPatch(client_id)
+    return found
+
+
+def _store(plan: Plan) -> list[Refusal]:
+    """Grouped by the set of columns; a registration upserts by client_id (it restores a deleted row)."""
+    from ....models import Client
+
+    groups: dict[tuple[bool, tuple[str, ...]], list[tuple[int, ClientPatch]]] = {}
+    for client_pk, p in plan.part(CLIENT_ROWS.name, dict).items():
+        groups.setdefault((p.restore, tuple(p.fields)), []).append((client_pk, p))
+    for (restore, names), patches in groups.items():
+        if restore:
+            Client.objects.bulk_create([Client(client_id=p.client_id, **p.fields) for _, p in patches],
+                                       update_conflicts=True, unique_fields=["client_id"], update_fields=list(names))
+        else:
+            update_many(Client, names, ("id",), ([*p.fields.values(), pk] for pk, p in patches))
+    return []
+
+
+CLIENT_ROWS: Final = Part("client", _store)

@@ -1,4 +1,5 @@
-"""Route one ClientMessage to its handler and hand the checked write to the ingest buffer.
+"""Route one ClientMessage through the table: its kind checks it, then a forward hook (the ack's bus) or
+the ingest buffer takes the checked write.
 
 The stream awaits dispatch(ctx, message) per message: validation happens here, synchronously, so
 a bad payload gets its precise reason at once (returned, and buffered as a RejectedMessage); a good
@@ -11,41 +12,45 @@ one bad message cannot end a stream.
 from __future__ import annotations
 
 import logging
-from typing import Final, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Protocol
 
 from django.db import DatabaseError
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 
-from ..ingest.writes import Refusal, Write
-from .base import Handler, MessageContext, Rejected
+from ..inbound import MessageContext, Refusal, Rejected
+from ..ingest.plan import PayloadKind, Write
 from .clients import KNOWN_CLIENTS, client_pk, forget_client
-from .table import HANDLERS
+from .table import KINDS
 
 logger = logging.getLogger(__name__)
 
 REASON_MAX: Final = 512  # RejectedMessage.reason max_length
 EMPTY_PAYLOAD: Final = "empty payload"
+# (context, payload) -> True when the payload was recorded elsewhere and needs no storing here
+Forward = Callable[[MessageContext, Any], Awaitable[bool]]
 
 
 class WriteSink(Protocol):
     """Where checked writes go (the replica's IngestBuffer); put() may wait for room."""
 
-    async def put(self, write: Write) -> None: ...
+    async def put(self, write: Write | Refusal) -> None: ...
 
 
 class Dispatcher:
     """dispatch(ctx, message) -> None when the payload was accepted, else the reason it was not."""
 
-    def __init__(self, sink: WriteSink) -> None:
-        self.sink = sink
+    def __init__(self, sink: WriteSink, forwards: Mapping[str, Forward] | None = None) -> None:
+        self.sink, self.forwards = sink, dict(forwards or {})
 
     async def __call__(self, ctx: MessageContext, message: pb2.ClientMessage) -> str | None:
         kind = message.WhichOneof("payload") or ""
         try:
-            handler = _handler_for(kind)
+            payload_kind = _kind_of(kind)
             pk = KNOWN_CLIENTS.get(ctx.client_id) or await client_pk(ctx.client_id)
-            write = handler(ctx, pk, getattr(message, kind))
+            payload = getattr(message, kind)
+            write = payload_kind.check(ctx, pk, payload)
         except Rejected as exc:
             reason = exc.reason[:REASON_MAX]
         except DatabaseError as exc:  # only the client row lookup touches the database here
@@ -58,7 +63,9 @@ class Dispatcher:
                          ctx.client_id, ctx.message_id, kind, type(exc).__name__, exc_info=True)
             reason = f"internal error: {type(exc).__name__}"
         else:
-            await self.sink.put(write)
+            forward = self.forwards.get(kind)
+            if forward is None or not await forward(ctx, payload):
+                await self.sink.put(write)
             return None
         logger.warning("message.rejected client_id=%s message_id=%r payload=%s reason=%s",
                        ctx.client_id, ctx.message_id, kind, reason)
@@ -66,11 +73,11 @@ class Dispatcher:
         return reason
 
 
-def _handler_for(kind: str) -> Handler:
+def _kind_of(kind: str) -> PayloadKind:
     """A payload from a newer contract arrives as an unknown field, i.e. as an empty payload."""
     if not kind:
         raise Rejected(EMPTY_PAYLOAD)
-    handler = HANDLERS.get(kind)
-    if handler is None:
+    payload_kind = KINDS.get(kind)
+    if payload_kind is None:
         raise Rejected(f"unsupported payload: {kind}")
-    return handler
+    return payload_kind

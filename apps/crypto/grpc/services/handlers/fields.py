@@ -7,7 +7,7 @@ from functools import cache
 from django.db.models import Model
 
 from ..proto.converters import CryptoProtobufConverter as convert
-from .base import MessageContext
+from ..inbound import MessageContext
 
 
 @cache

@@ -17,7 +17,7 @@ from django.db import DatabaseError, transaction
 
 from apps.crypto.models import Client, ClientStatus
 
-from .base import Rejected
+from ..inbound import Rejected
 from .clients import client_pk, forget_client
 from .status import record_status
 

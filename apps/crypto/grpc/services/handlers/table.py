@@ -1,27 +1,27 @@
-"""The dispatch table: ClientMessage `payload` oneof field name -> handler (payload -> checked write)."""
+"""The registry: every payload kind once, in the order a batch stores them (the Client row first).
+
+A new payload kind is its proto field, one module here (check, fold, store) and its model, plus one
+line below.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Final
 
-from .base import Handler
-from .command_ack import handle_command_ack
-from .error import handle_error
-from .heartbeat import handle_heartbeat
-from .log import handle_log
-from .registration import handle_register
-from .status import handle_status
-from .transaction import handle_transaction
-from .wallet_update import handle_wallet_update
+from ..ingest.plan import PayloadKind, Part
+from .clients import CLIENT_ROWS
+from .command_ack import COMMAND_ACK
+from .error import ERROR
+from .heartbeat import HEARTBEAT
+from .log import LOG
+from .registration import REGISTER
+from .status import STATUS
+from .transaction import TRANSACTION
+from .wallet_update import WALLET_UPDATE
 
-HANDLERS: Mapping[str, Handler] = MappingProxyType({
-    "register": handle_register,
-    "wallet_update": handle_wallet_update,
-    "transaction": handle_transaction,
-    "status": handle_status,
-    "heartbeat": handle_heartbeat,
-    "error": handle_error,
-    "log": handle_log,
-    "command_ack": handle_command_ack,
-})
+PARTS: Final[tuple[Part, ...]] = (
+    CLIENT_ROWS, REGISTER, HEARTBEAT, STATUS, WALLET_UPDATE, TRANSACTION, COMMAND_ACK, LOG, ERROR)
+KINDS: Final[Mapping[str, PayloadKind]] = MappingProxyType(
+    {part.name: part for part in PARTS if isinstance(part, PayloadKind)})

@@ -1,21 +1,39 @@
-"""wallet_update: one wallet balance, upserted by (client, wallet_id, symbol) when the batch is stored."""
+"""wallet_update: one wallet balance, upserted by (client, wallet_id, symbol); the batch's last update wins."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Final
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.models import Wallet
 
-from ..ingest.writes import WalletWrite
+from ..bulk import insert_many
+from ..inbound import MessageContext, Refusal
+from ..ingest.plan import PayloadKind, Plan
 from ..proto.converters import CryptoProtobufConverter as convert
-from .base import MessageContext
 from .fields import text
 
+COLUMNS: Final = ("client", "wallet_id", "symbol", "balance_available", "balance_locked", "last_sync", "updated_at")
+KEY: Final = COLUMNS[:3]  # the uniq_wallet_per_client_symbol constraint
+WalletKey = tuple[int, str, str]  # (client pk, wallet_id, symbol)
 
-def handle_wallet_update(ctx: MessageContext, client_pk: int, payload: pb2.WalletUpdate) -> WalletWrite:
-    """All fields are validated before anything is buffered, so a bad update leaves the stored wallet untouched.
 
-    An unset last_sync means "now" as far as the server can tell: received_at stands in for it (at write time).
-    """
+@dataclass(slots=True)
+class WalletWrite:
+    kind: ClassVar[str] = "wallet_update"
+    ctx: MessageContext
+    client_pk: int
+    wallet_id: str
+    symbol: str
+    available: str  # checked decimal text
+    locked: str
+    last_sync: datetime | None  # None: the server's receive time stands in
+
+
+def check(ctx: MessageContext, client_pk: int, payload: pb2.WalletUpdate) -> WalletWrite:
+    """All fields are validated before anything is buffered, so a bad update leaves the stored wallet untouched."""
     return WalletWrite(
         ctx, client_pk,
         wallet_id=text(ctx, "wallet_update.wallet_id", Wallet, "wallet_id", payload.wallet_id, required=True),
@@ -24,3 +42,23 @@ def handle_wallet_update(ctx: MessageContext, client_pk: int, payload: pb2.Walle
         locked=convert.decimal_text(payload.balance_locked, "wallet_update.balance_locked"),
         last_sync=convert.to_datetime(payload.last_sync, "wallet_update.last_sync"),
     )
+
+
+def latest(plan: Plan) -> dict[WalletKey, WalletWrite]:
+    """The batch's last update of each wallet."""
+    return plan.part(WALLET_UPDATE.name, dict)
+
+
+def fold(plan: Plan, w: WalletWrite) -> None:
+    latest(plan)[(w.client_pk, w.wallet_id, w.symbol)] = w
+
+
+def store(plan: Plan) -> list[Refusal]:
+    """One upsert on the (client, wallet_id, symbol) constraint; an unset last_sync is the receive time."""
+    insert_many(Wallet, COLUMNS, [
+        (w.client_pk, w.wallet_id, w.symbol, w.available, w.locked, w.last_sync or w.ctx.received_at, plan.now)
+        for w in latest(plan).values()], unique=KEY, update=COLUMNS[3:])
+    return []
+
+
+WALLET_UPDATE = PayloadKind(WalletWrite.kind, store, check=check, fold=fold)

@@ -1,28 +1,31 @@
-"""Client-message ingest with write-behind persistence.
+"""Client-message ingest with write-behind persistence; machinery that knows no payload kind.
 
-writes.py  the checked writes handlers produce (plain data)
-merge.py   folding a batch into bulk statements (pure)
+plan.py    a batch being folded, and what a payload kind gives the machinery (pure)
 writer.py  storing a batch in one transaction, one by one when that fails (ORM, sync)
 buffer.py  the bounded buffer and its flush task (asyncio)
 
-No Django model imports here: the package is imported while the app registry may still load.
+Payload kinds (handlers/) are passed in, never imported. No Django model imports here: the
+package is imported while the app registry may still load.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..config import CryptoStreamingConfig
     from .buffer import IngestBuffer
+    from .plan import Part
 
 
-def build_ingest_buffer(config: "CryptoStreamingConfig") -> "IngestBuffer":
+def build_ingest_buffer(config: "CryptoStreamingConfig", parts: "Sequence[Part]",
+                        forget_client: Callable[[str], None]) -> "IngestBuffer":
     """The replica's buffer, storing batches through Django's sync thread (one call per batch)."""
     from asgiref.sync import sync_to_async
 
     from .buffer import IngestBuffer
-    from .writer import write_batch
+    from .writer import BatchWriter
 
-    return IngestBuffer(sync_to_async(write_batch), config.ingest_batch_size, config.ingest_flush_interval,
-                        config.ingest_buffer_limit)
+    return IngestBuffer(sync_to_async(BatchWriter(parts)), config.ingest_batch_size, config.ingest_flush_interval,
+                        config.ingest_buffer_limit, forget_client)

@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec
 
 from .. import metrics
-from ..handlers.clients import forget_client
-from .writes import FlushReport, Write
+from .plan import FlushReport, Write
 
 logger = logging.getLogger(__name__)
 BatchWrite = Callable[[Sequence[Write]], Awaitable[FlushReport]]
@@ -33,10 +32,11 @@ class IngestBuffer:
     """Bounded FIFO of validated writes with a flush task; `write_batch` stores one batch."""
 
     def __init__(self, write_batch: BatchWrite, batch_size: int = 2_000, interval: float = 0.01,
-                 limit: int = 20_000) -> None:
+                 limit: int = 20_000, forget_client: Callable[[str], None] = lambda client_id: None) -> None:
         if batch_size < 1 or limit < batch_size or interval <= 0:
             raise ValueError("need batch_size >= 1, limit >= batch_size and interval > 0")
         self.write_batch, self.batch_size, self.interval, self.limit = write_batch, batch_size, interval, limit
+        self.forget_client = forget_client  # a cached client pk that failed a write is looked up afresh
         self._queue: list[Write] = []
         self._in_flight = 0
         self._put_count = 0  # writes ever put
@@ -147,12 +147,11 @@ class IngestBuffer:
             progress.set()
         self._account(report)
 
-    @staticmethod
-    def _account(report: FlushReport) -> None:
+    def _account(self, report: FlushReport) -> None:
         """Refusals only the writer could find were never seen by the stream: count and log them here."""
         for refusal in report.refused:
             metrics.MESSAGES_REJECTED.labels(refusal.kind or "empty", metrics.reject_cause(refusal.reason)).inc()
             logger.warning("message.rejected client_id=%s message_id=%r payload=%s reason=%s",
                            refusal.ctx.client_id, refusal.ctx.message_id, refusal.kind, refusal.reason)
         for client_id in report.stale_clients:
-            forget_client(client_id)
+            self.forget_client(client_id)

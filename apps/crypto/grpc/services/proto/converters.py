@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ...generated import common_pb2
-from ..handlers.base import Rejected
+from ..inbound import Rejected
 
 MAX_DIGITS: Final = 38  # models.DECIMAL
 DECIMAL_PLACES: Final = 18

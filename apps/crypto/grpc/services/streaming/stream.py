@@ -15,8 +15,7 @@ from google.protobuf.message import DecodeError
 from ...generated import crypto_streaming_pb2 as pb2
 from ..auth import MAX_CLIENT_ID, AuthError
 from ..bus.link import BusUnavailable
-from ..handlers.base import MessageContext, Rejected
-from ..handlers.command_ack import check_ack
+from ..inbound import MessageContext
 from ..proto.wire import Malformed
 from .. import metrics
 from .session import NORMAL, CloseReason, StreamSession, rate_limited
@@ -207,18 +206,8 @@ class ConnectFlow:
         kind = message.WhichOneof("payload") or "empty"
         metrics.MESSAGES_IN.labels(kind).inc()
         session.touch(heartbeat=kind == "heartbeat")
-        recorded_elsewhere = kind == "command_ack" and await self._route_ack(session, message)
-        if not recorded_elsewhere:  # an ack a caller waited for is recorded by that caller's replica
-            await self._store(session, message, kind)
+        await self._store(session, message, kind)
         self.rt.publisher.publish_client_message(session.client_id, message)
-
-    async def _route_ack(self, session: StreamSession, message: pb2.ClientMessage) -> bool:
-        """Only a valid ack reaches the bus (and Redis); an invalid one is refused by its handler."""
-        try:
-            check_ack(self._context(session, message), message.command_ack)
-        except Rejected:
-            return False
-        return await self.rt.acks(session, message.command_ack)
 
     def _context(self, session: StreamSession, message: pb2.ClientMessage) -> MessageContext:
         return MessageContext(session.client_id, message.message_id, self.rt.replica_id, datetime.now(UTC),

@@ -1,0 +1,75 @@
+"""A batch being stored, and what a payload kind gives the ingest machinery (pure, no database).
+
+The machinery knows no payload kind: each kind (one module in handlers/) says how its writes fold
+into a batch's Plan and how the folded result is stored, and is registered once (handlers/table.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from ..inbound import MessageContext, Refusal
+
+T = TypeVar("T")
+
+
+class Write(Protocol):
+    """A checked payload waiting in the buffer: plain data, tagged with its kind's name."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def ctx(self) -> MessageContext: ...
+
+
+@dataclass
+class Plan:
+    """One batch, folded: each part keeps its own state under its name; refusals keep message order."""
+
+    now: datetime  # auto_now / auto_now_add value for the whole batch (one transaction)
+    parts: dict[str, Any] = field(default_factory=dict)
+    refusals: list[Refusal] = field(default_factory=list)
+
+    def part(self, name: str, new: Callable[[], T]) -> T:
+        state = self.parts.get(name)
+        if state is None:
+            state = self.parts[name] = new()
+        return state  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Part:
+    """Something a batch stores, inside the flush's transaction; returns what it refused doing so."""
+
+    name: str
+    store: Callable[[Plan], list[Refusal]]
+
+
+@dataclass(frozen=True)
+class PayloadKind(Part):
+    """A ClientMessage payload's whole path: check (pure, raises Rejected), fold into a batch, store.
+
+    `check(ctx, client_pk, payload)` returns the write the buffer holds.
+    """
+
+    check: Callable[[MessageContext, int, Any], Write] = field(kw_only=True)
+    fold: Callable[[Plan, Any], None] = field(kw_only=True)
+
+
+def nothing_to_store(plan: Plan) -> list[Refusal]:
+    """For kinds that only fold into another part (a heartbeat updates the Client row)."""
+    return []
+
+
+@dataclass
+class FlushReport:
+    """What storing a batch tells the buffer: refusals found then (to count and log), clients whose cached
+    pk failed."""
+
+    written: int = 0
+    refused: list[Refusal] = field(default_factory=list)
+    stale_clients: set[str] = field(default_factory=set)
