@@ -177,11 +177,20 @@ async def test_clean_stale_only_removes_the_claim_it_saw(server):
 
 
 def test_envelope_round_trip_and_rejects_garbage():
-    env = m.Envelope(m.COMMAND, client_id="c", command_id="x", reply_to="A", body=b"\x00\x01", wait_ack=True)
+    env = m.Envelope(m.EnvelopeKind.COMMAND, client_id="c", command_id="x", reply_to="A", body=b"\x00\x01", wait_ack=True)
     assert m.decode(m.encode(env)) == env
-    for bad in (b"not json", b'{"kind": "cmd", "unknown": 1}', b"[]"):
+    for bad in (b"not json", b'{"kind": "cmd", "unknown": 1}', b"[]", b'{"kind": "nope"}', b"{}"):
         with pytest.raises(ValueError):
             m.decode(bad)
+
+
+def test_envelope_kinds_keep_their_wire_values():
+    """Replicas of different versions talk during a rollout: these strings must never change."""
+    assert {k.name: k.value for k in m.EnvelopeKind} == {
+        "COMMAND": "cmd", "DELIVERED": "dlv", "UNDELIVERABLE": "nodlv", "ACK": "ack", "EVICT": "evict"}
+    decoded = m.decode(m.encode(m.Envelope(m.EnvelopeKind.EVICT, epoch=3)))
+    assert decoded.kind is m.EnvelopeKind.EVICT
+    assert '"kind":"evict"' in m.encode(decoded)
 
 
 async def test_listening_sees_subscribers(server):
