@@ -24,7 +24,7 @@ from .. import metrics
 from ..streaming.session import StreamSession
 from . import messages as m
 from .messages import EnvelopeKind as Kind
-from .link import BusUnavailable, RedisLink, Route
+from .link import BusUnavailable, HoldStatus, RedisLink, RefreshStatus, Route
 from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
@@ -216,10 +216,10 @@ class CommandBus:
 
         None when an owner appeared in the meantime (the caller routes to it).
         """
-        status = await self.link.hold(client_id, raw)
-        if status == "offline":
+        hold = await self.link.hold(client_id, raw)
+        if hold.status is HoldStatus.OFFLINE:
             return Delivery(False, f"client {client_id} is not connected")
-        if status.startswith("owner:"):
+        if hold.status is HoldStatus.OWNED:
             return None
         logger.info("bus.command_held client_id=%s command_id=%s", client_id, command_id)
         with metrics.GRACE_HELD.track_inprogress():
@@ -356,10 +356,10 @@ class CommandBus:
         sessions = [s for s in self.sessions.values() if s.epoch and not s.closed]
         results = await self.link.refresh((s.client_id, s.epoch) for s in sessions)
         for session, result in zip(sessions, results):
-            if result == 0:
+            if result.status is RefreshStatus.TAKEN:
                 session.close(OWNERSHIP_LOST)
-            elif isinstance(result, list):
-                session.epoch = int(result[0])
+            elif result.status is RefreshStatus.RECLAIMED:
+                session.epoch = result.epoch
                 logger.info("bus.reclaimed client_id=%s epoch=%d", session.client_id, session.epoch)
 
     def presences(self) -> dict[str, dict[str, str]]:

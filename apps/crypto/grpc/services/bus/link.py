@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,7 +21,6 @@ from .messages import Envelope, Owner, encode
 
 EPOCH_TTL_MS = 7 * 24 * 3600 * 1000
 ACK_RESULT_TTL_MS = 10 * 60 * 1000
-FOREIGN = b"\n"  # SETTLE_ACK: the command belongs to another client
 HELD_SLACK_MS = 5000  # held lists outlive the grace window by this, for withdrawals
 
 
@@ -38,21 +38,57 @@ class Route:
 
 @dataclass(frozen=True)
 class Settlement:
-    """What settling a client's ack did: forwarded to the replica `waiter` (reaching `receivers`
-    subscribers; no waiter: nobody waits, the owner records it), or refused as a duplicate or as an ack
-    of another client's command."""
+    """What settling a client's ack did, so the owner knows whether it must record the ack itself."""
 
-    waiter: str = ""
-    receivers: int = 0
-    duplicate: bool = False
-    foreign: bool = False
+    waiter: str = ""  # the replica the ack was forwarded to; "" when nobody waits (the owner records it)
+    receivers: int = 0  # subscribers the forwarded ack reached
+    duplicate: bool = False  # refused: this ack was settled before
+    foreign: bool = False  # refused: the command was sent to another client
 
 
 @dataclass(frozen=True)
 class Claim:
+    """What claiming a client gave: our epoch, the owner we replaced, the commands held for the client."""
+
     epoch: int
     previous: Owner | None
     held: list[bytes]
+
+
+class HoldStatus(Enum):
+    """Where a command for a client without a stream went."""
+
+    OWNED = "owned"  # an owner appeared meanwhile: route to it
+    HELD = "held"  # kept in Redis for the client's grace window
+    OFFLINE = "offline"  # the client is not connected and not expected back soon
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What hold() did, with the owner when one appeared meanwhile."""
+
+    status: HoldStatus
+    owner: Owner | None = None
+
+
+class RefreshStatus(Enum):
+    """What refreshing one of our claims found."""
+
+    KEPT = "kept"  # still ours, TTL extended
+    TAKEN = "taken"  # another stream owns the client now
+    RECLAIMED = "reclaimed"  # the claim was gone (a Redis restart): claimed again with a new epoch
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """The outcome of refreshing one claim; epoch is set only when it was re-claimed."""
+
+    status: RefreshStatus
+    epoch: int = 0
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _ms(seconds: float) -> int:
@@ -122,14 +158,20 @@ redis.call('SET', KEYS[1], ARGV[3] .. '|' .. epoch, 'PX', ARGV[2])
 return {epoch}
 """
 
-    async def refresh(self, claims: Iterable[tuple[str, int]]) -> list[Any]:
-        """One round trip for every local claim: 1 kept, 0 taken, [epoch] re-claimed after loss."""
+    async def refresh(self, claims: Iterable[tuple[str, int]]) -> list[Refresh]:
+        """One round trip for every local claim, one Refresh each, in order."""
         pipe = self.redis.pipeline(transaction=False)
         for client_id, epoch in claims:
             await self._refresh(keys=[self.keys.owner(client_id), self.keys.epoch(client_id)],
                           args=[f"{self.replica_id}|{epoch}", self.owner_ttl_ms, self.replica_id, EPOCH_TTL_MS],
                           client=pipe)
-        return await self._run(pipe.execute())
+        return [self._refreshed(reply) for reply in await self._run(pipe.execute())]
+
+    @staticmethod
+    def _refreshed(reply: int | list[int]) -> Refresh:
+        if isinstance(reply, list):
+            return Refresh(RefreshStatus.RECLAIMED, int(reply[0]))
+        return Refresh(RefreshStatus.KEPT if reply == 1 else RefreshStatus.TAKEN)
 
     # KEYS[1] owner, KEYS[2] recent marker, KEYS[3] presence
     # ARGV[1] "replica|epoch" expected, ARGV[2] grace ms (0: no marker)
@@ -210,11 +252,14 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 'held'
 """
 
-    async def hold(self, client_id: str, raw_envelope: str) -> str:
+    async def hold(self, client_id: str, raw_envelope: str) -> Hold:
+        """No owner seen: hold the command while the client is inside its grace window."""
         k = self.keys
         keys = [k.owner(client_id), k.held(client_id), k.recent(client_id)]
-        result = await self._run(self._hold(keys=keys, args=[raw_envelope, self.grace_ms + HELD_SLACK_MS]))
-        return result.decode() if isinstance(result, bytes) else str(result)
+        reply = _text(await self._run(self._hold(keys=keys, args=[raw_envelope, self.grace_ms + HELD_SLACK_MS])))
+        if reply.startswith("owner:"):
+            return Hold(HoldStatus.OWNED, Owner.parse(reply.removeprefix("owner:")))
+        return Hold(HoldStatus(reply))  # "held" or "offline"
 
     # KEYS[1] held list   ARGV[1] command envelope
     # Returns 1 when the caller withdrew it (it will never be delivered), 0 when a new owner took it.
@@ -246,18 +291,25 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false en
 redis.call('DEL', KEYS[2])
 return {replica, redis.call('PUBLISH', ARGV[4] .. replica, ARGV[5])}
 """
+    _FOREIGN = "\n"  # SETTLE_ACK's reply for an ack of another client's command
 
     async def settle_ack(self, command_id: str, client_id: str, reply_to: str, raw_envelope: str) -> Settlement:
         """Forward the ack to the waiting replica (reply_to if the owner knows it), once."""
         keys = [self.keys.ack_result(command_id), self.keys.ack_wait(command_id)]
         args = [ACK_RESULT_TTL_MS, client_id, reply_to, self.keys.channel_prefix(), raw_envelope]
-        result = await self._run(self._settle_ack(keys=keys, args=args))
-        if result is None:
+        return self._settled(await self._run(self._settle_ack(keys=keys, args=args)))
+
+    @classmethod
+    def _settled(cls, reply: list[Any] | bytes | str | None) -> Settlement:
+        """SETTLE_ACK's reply as a Settlement; Lua's false (a duplicate) arrives as None."""
+        if reply is None:
             return Settlement(duplicate=True)
-        if result == FOREIGN or result == FOREIGN.decode():
+        if isinstance(reply, (bytes, str)):
+            if _text(reply) != cls._FOREIGN:
+                raise ValueError(f"unexpected SETTLE_ACK reply {reply!r}")
             return Settlement(foreign=True)
-        waiter, receivers = result
-        return Settlement(waiter.decode() if isinstance(waiter, bytes) else str(waiter), int(receivers))
+        waiter, receivers = reply
+        return Settlement(_text(waiter), int(receivers))
 
     async def reserve(self, command_id: str, ttl: float) -> bool:
         """Take a caller-chosen command_id; False when it is already in use."""

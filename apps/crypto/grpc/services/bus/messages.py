@@ -61,7 +61,7 @@ def decode(raw: str | bytes) -> Envelope:
         raise ValueError(f"bad bus envelope: {exc}") from exc
 
 
-def _kind(raw: object) -> EnvelopeKind:
+def _kind(raw: Any) -> EnvelopeKind:
     try:
         return EnvelopeKind(raw)
     except ValueError:
