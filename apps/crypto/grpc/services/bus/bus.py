@@ -23,8 +23,8 @@ from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
 from ..streaming.session import StreamSession
 from . import messages as m
-from .messages import EnvelopeKind as Kind
 from .link import BusUnavailable, HoldStatus, RedisLink, RefreshStatus, Route
+from .messages import EnvelopeKind as Kind
 from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
