@@ -37,3 +37,12 @@ async def test_command_racing_an_attach_is_delivered_locally_and_keeps_the_claim
     assert delivery.delivered and delivery.routed_to == "A"
     assert [c.command_id for c in session.pending()] == ["cmd1"]
     assert (await link.owner("c1")).replica_id == "A"
+
+
+def test_an_envelope_of_unknown_kind_is_logged_and_ignored(caplog):
+    link = RedisLink(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), Keys("t"), "A", owner_ttl=10, grace=5)
+    bus = CommandBus(link, grace=5, confirm_timeout=1)
+    with caplog.at_level("WARNING"):
+        assert bus.handle(b'{"kind": "from-the-future", "client_id": "c1"}') is None
+    assert any(r.getMessage().startswith("bus.bad_envelope") and "unknown kind" in r.getMessage()
+               for r in caplog.records)

@@ -9,7 +9,8 @@ import pytest
 
 from apps.crypto.grpc.services.bus import messages as m
 from apps.crypto.grpc.services.bus.keys import Keys
-from apps.crypto.grpc.services.bus.link import RedisLink, Route, Settlement
+from apps.crypto.grpc.services.bus.link import (Hold, HoldStatus, RedisLink, Refresh, RefreshStatus, Route,
+                                                Settlement)
 
 
 @pytest.fixture
@@ -48,12 +49,13 @@ async def test_every_key_written_has_a_ttl(server):
 async def test_refresh_keeps_detects_takeover_and_reclaims_after_loss(server):
     a, b = link_for(server, "A"), link_for(server, "B")
     claim = await a.claim("c1")
-    assert await a.refresh([("c1", claim.epoch)]) == [1]
+    assert await a.refresh([("c1", claim.epoch)]) == [Refresh(RefreshStatus.KEPT)]
     await a.redis.delete("t:owner:c1")  # as after a Redis restart
     [reclaimed] = await a.refresh([("c1", claim.epoch)])
-    assert isinstance(reclaimed, list) and int(reclaimed[0]) > claim.epoch
+    assert reclaimed.status is RefreshStatus.RECLAIMED and reclaimed.epoch > claim.epoch
+    assert await a.owner("c1") == m.Owner("A", reclaimed.epoch)
     await b.claim("c1")
-    assert await a.refresh([("c1", int(reclaimed[0]))]) == [0]
+    assert await a.refresh([("c1", reclaimed.epoch)]) == [Refresh(RefreshStatus.TAKEN)]
 
 
 async def test_release_never_deletes_a_newer_claim(server):
@@ -68,12 +70,12 @@ async def test_release_never_deletes_a_newer_claim(server):
 
 async def test_hold_routes_to_owner_holds_in_grace_and_refuses_outside(server):
     a = link_for(server, "A")
-    assert await a.hold("c1", "e1") == "offline"
+    assert await a.hold("c1", "e1") == Hold(HoldStatus.OFFLINE)
     claim = await a.claim("c1")
-    assert (await a.hold("c1", "e1")).startswith("owner:A|")
+    assert await a.hold("c1", "e1") == Hold(HoldStatus.OWNED, m.Owner("A", claim.epoch))
     await a.release("c1", claim.epoch, grace=True)
-    assert await a.hold("c1", "e1") == "held"
-    assert await a.hold("c1", "e2") == "held"
+    assert await a.hold("c1", "e1") == Hold(HoldStatus.HELD)
+    assert await a.hold("c1", "e2") == Hold(HoldStatus.HELD)
     again = await link_for(server, "B").claim("c1")
     assert again.held == [b"e1", b"e2"]
 
@@ -95,7 +97,7 @@ async def test_release_without_grace_leaves_client_offline(server):
     a = link_for(server, "A")
     claim = await a.claim("c1")
     await a.release("c1", claim.epoch, grace=False)
-    assert await a.hold("c1", "e1") == "offline"
+    assert await a.hold("c1", "e1") == Hold(HoldStatus.OFFLINE)
 
 
 async def test_ack_recorded_once_and_routed_to_waiter(server):
@@ -177,11 +179,21 @@ async def test_clean_stale_only_removes_the_claim_it_saw(server):
 
 
 def test_envelope_round_trip_and_rejects_garbage():
-    env = m.Envelope(m.COMMAND, client_id="c", command_id="x", reply_to="A", body=b"\x00\x01", wait_ack=True)
+    env = m.Envelope(m.EnvelopeKind.COMMAND, client_id="c", command_id="x", reply_to="A", body=b"\x00\x01",
+                     wait_ack=True)
     assert m.decode(m.encode(env)) == env
-    for bad in (b"not json", b'{"kind": "cmd", "unknown": 1}', b"[]"):
+    for bad in (b"not json", b'{"kind": "cmd", "unknown": 1}', b"[]", b'{"kind": "nope"}', b"{}"):
         with pytest.raises(ValueError):
             m.decode(bad)
+
+
+def test_envelope_kinds_keep_their_wire_values():
+    """Replicas of different versions talk during a rollout: these strings must never change."""
+    assert {k.name: k.value for k in m.EnvelopeKind} == {
+        "COMMAND": "cmd", "DELIVERED": "dlv", "UNDELIVERABLE": "nodlv", "ACK": "ack", "EVICT": "evict"}
+    decoded = m.decode(m.encode(m.Envelope(m.EnvelopeKind.EVICT, epoch=3)))
+    assert decoded.kind is m.EnvelopeKind.EVICT
+    assert '"kind":"evict"' in m.encode(decoded)
 
 
 async def test_listening_sees_subscribers(server):

@@ -23,7 +23,8 @@ from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
 from ..streaming.session import StreamSession
 from . import messages as m
-from .link import BusUnavailable, RedisLink, Route
+from .link import BusUnavailable, HoldStatus, RedisLink, RefreshStatus, Route
+from .messages import EnvelopeKind as Kind
 from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
@@ -58,9 +59,9 @@ class CommandBus:
         self._replies: set[asyncio.Task[Any]] = set()  # answers that must go out even if their stream ends
         self._expired: OrderedDict[str, None] = OrderedDict()  # awaited commands that timed out, newest last
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
-        self._handlers = {m.COMMAND: self._on_command, m.DELIVERED: self._on_delivery,
-                          m.UNDELIVERABLE: self._on_delivery, m.ACK: self._on_ack_envelope,
-                          m.EVICT: self._on_evict}
+        self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,
+                          Kind.UNDELIVERABLE: self._on_delivery, Kind.ACK: self._on_ack_envelope,
+                          Kind.EVICT: self._on_evict}
 
     # streams -----------------------------------------------------------------
     async def attach(self, session: StreamSession) -> None:
@@ -76,7 +77,7 @@ class CommandBus:
             raise
         session.epoch = claim.epoch
         if claim.previous and claim.previous.replica_id != self.me:
-            evict = m.Envelope(m.EVICT, client_id=session.client_id, epoch=claim.epoch, sender=self.me)
+            evict = m.Envelope(Kind.EVICT, client_id=session.client_id, epoch=claim.epoch, sender=self.me)
             await self.link.publish(claim.previous.replica_id, evict)
         for raw in claim.held:  # confirmed at once: their callers may be about to give up
             follow_up = self._deliver_here(session, m.decode(raw), confirm_now=True)
@@ -100,7 +101,7 @@ class CommandBus:
         inflight, session.inflight = session.inflight, {}
         for command_id, reply_to in inflight.items():
             ack = failure_ack(command_id, DISCONNECTED)
-            envelope = m.Envelope(m.ACK, command_id=command_id, body=ack.SerializeToString(), sender=self.me)
+            envelope = m.Envelope(Kind.ACK, command_id=command_id, body=ack.SerializeToString(), sender=self.me)
             await self._reply(reply_to, envelope)
         lost = session.close_reason in (TAKEOVER, OWNERSHIP_LOST)
         if session.epoch and not lost:
@@ -143,7 +144,7 @@ class CommandBus:
         if reply_to == self.me:
             self._resolve_ack(ack, self.me)
             return True
-        envelope = m.encode(m.Envelope(m.ACK, command_id=ack.command_id, body=ack.SerializeToString(),
+        envelope = m.encode(m.Envelope(Kind.ACK, command_id=ack.command_id, body=ack.SerializeToString(),
                                        sender=self.me))
         settle = self.link.settle_ack(ack.command_id, client_id, reply_to, envelope)
         try:
@@ -166,7 +167,7 @@ class CommandBus:
             session = self.sessions.get(client_id)
             if session is not None and self._offer(session, command, self.me if wait_ack else ""):
                 return Delivery(True, routed_to=self.me)
-            raw = raw or m.encode(m.Envelope(m.COMMAND, client_id=client_id, command_id=command.command_id,
+            raw = raw or m.encode(m.Envelope(Kind.COMMAND, client_id=client_id, command_id=command.command_id,
                                              reply_to=self.me, body=command.SerializeToString(), wait_ack=wait_ack))
             ack_wait = deadline - time.monotonic() + 1.0 if wait_ack else 0.0
             route = await self.link.route(client_id, command.command_id, raw, ack_wait)
@@ -220,10 +221,10 @@ class CommandBus:
 
         None when an owner appeared in the meantime (the caller routes to it).
         """
-        status = await self.link.hold(client_id, raw)
-        if status == "offline":
+        hold = await self.link.hold(client_id, raw)
+        if hold.status is HoldStatus.OFFLINE:
             return Delivery(False, f"client {client_id} is not connected")
-        if status.startswith("owner:"):
+        if hold.status is HoldStatus.OWNED:
             return None
         logger.info("bus.command_held client_id=%s command_id=%s", client_id, command_id)
         with metrics.GRACE_HELD.track_inprogress():
@@ -269,16 +270,12 @@ class CommandBus:
         return self._dispatch(envelope)
 
     def _dispatch(self, envelope: m.Envelope) -> FollowUp:
-        handler = self._handlers.get(envelope.kind)
-        if handler is None:
-            logger.warning("bus.bad_envelope error=unknown_kind kind=%s", envelope.kind[:20])
-            return None
-        return handler(envelope)
+        return self._handlers[envelope.kind](envelope)  # decode() admits only known kinds
 
     def _on_command(self, envelope: m.Envelope) -> FollowUp:
         session = self.sessions.get(envelope.client_id)
         if session is None or session.closed:
-            reply = m.Envelope(m.UNDELIVERABLE, command_id=envelope.command_id, sender=self.me)
+            reply = m.Envelope(Kind.UNDELIVERABLE, command_id=envelope.command_id, sender=self.me)
             return self._reply(envelope.reply_to, reply)
         return self._deliver_here(session, envelope)
 
@@ -288,14 +285,14 @@ class CommandBus:
         if ok and envelope.wait_ack and not confirm_now:
             asyncio.get_running_loop().call_later(CONFIRM_AFTER, self._confirm_if_unacked, session, envelope)
             return None
-        kind = m.DELIVERED if ok else m.UNDELIVERABLE
+        kind = Kind.DELIVERED if ok else Kind.UNDELIVERABLE
         return self._reply(envelope.reply_to, m.Envelope(kind, command_id=envelope.command_id, sender=self.me))
 
     def _confirm_if_unacked(self, session: StreamSession, envelope: m.Envelope) -> None:
         """The ack normally proves delivery; a slow one gets a separate confirmation (an owned task)."""
         if session.inflight.get(envelope.command_id) != envelope.reply_to:
             return  # acked, or the stream ended and a failure ack went out
-        reply = m.Envelope(m.DELIVERED, command_id=envelope.command_id, sender=self.me)
+        reply = m.Envelope(Kind.DELIVERED, command_id=envelope.command_id, sender=self.me)
         self._owned(self._reply(envelope.reply_to, reply))
 
     def _owned(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -342,7 +339,7 @@ class CommandBus:
                 self.on_late_ack(ack)
             return
         pending.ack.set_result(ack)
-        pending.events.put_nowait(m.Envelope(m.ACK, command_id=ack.command_id, sender=sender))
+        pending.events.put_nowait(m.Envelope(Kind.ACK, command_id=ack.command_id, sender=sender))
 
     async def _reply(self, replica_id: str, envelope: m.Envelope) -> None:
         """Answer a replica; our own answers skip Redis."""
@@ -364,10 +361,10 @@ class CommandBus:
         sessions = [s for s in self.sessions.values() if s.epoch and not s.closed]
         results = await self.link.refresh((s.client_id, s.epoch) for s in sessions)
         for session, result in zip(sessions, results):
-            if result == 0:
+            if result.status is RefreshStatus.TAKEN:
                 session.close(OWNERSHIP_LOST)
-            elif isinstance(result, list):
-                session.epoch = int(result[0])
+            elif result.status is RefreshStatus.RECLAIMED:
+                session.epoch = result.epoch
                 logger.info("bus.reclaimed client_id=%s epoch=%d", session.client_id, session.epoch)
 
     def presences(self) -> dict[str, dict[str, str]]:
@@ -376,7 +373,7 @@ class CommandBus:
                 for s in self.sessions.values() if not s.closed}
 
 
-CONFIRMS = frozenset({m.DELIVERED, m.ACK})  # events that prove a command reached the client
+CONFIRMS = frozenset({Kind.DELIVERED, Kind.ACK})  # events that prove a command reached the client
 
 
 class DuplicateCommand(ValueError):

@@ -16,6 +16,8 @@ from .keys import Keys
 
 @dataclass(frozen=True)
 class ClientPresence:
+    """One connected client as operators see it, parsed from its presence hash."""
+
     client_id: str
     replica: str
     connected_at: datetime

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Keys:
+    """Builds every name the bus uses in Redis, so the prefix and the layout live in one place."""
+
     prefix: str = "crypto"
 
     def owner(self, client_id: str) -> str:  # "replica|epoch", TTL ownership_ttl

@@ -8,18 +8,25 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from typing import Any
 
-COMMAND = "cmd"  # deliver a command to a locally held stream
-DELIVERED = "dlv"  # the command reached the stream
-UNDELIVERABLE = "nodlv"  # the stream is not here (any more)
-ACK = "ack"  # the client's CommandAck, or a failure ack from the owner
-EVICT = "evict"  # a newer claim exists: end the stream if its epoch is older
+
+class EnvelopeKind(StrEnum):
+    """What an envelope asks for; the values are on the wire, shared by replicas of different versions."""
+
+    COMMAND = "cmd"  # deliver a command to a locally held stream
+    DELIVERED = "dlv"  # the command reached the stream
+    UNDELIVERABLE = "nodlv"  # the stream is not here (any more)
+    ACK = "ack"  # the client's CommandAck, or a failure ack from the owner
+    EVICT = "evict"  # a newer claim exists: end the stream if its epoch is older
 
 
 @dataclass(frozen=True)
 class Envelope:
-    kind: str
+    """One message between replicas over pub/sub."""
+
+    kind: EnvelopeKind
     client_id: str = ""
     command_id: str = ""
     reply_to: str = ""  # replica waiting for the outcome
@@ -48,13 +55,23 @@ def decode(raw: str | bytes) -> Envelope:
         if not isinstance(data, dict):
             raise TypeError("envelope is not an object")
         data["body"] = base64.b64decode(data.get("body", ""))
+        data["kind"] = _kind(data.get("kind"))
         return Envelope(**data)
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"bad bus envelope: {exc}") from exc
 
 
+def _kind(raw: Any) -> EnvelopeKind:
+    try:
+        return EnvelopeKind(raw)
+    except ValueError:
+        raise ValueError(f"unknown kind {str(raw)[:20]!r}") from None
+
+
 @dataclass(frozen=True)
 class Owner:
+    """Who holds a client's stream: the owner value "replica|epoch" in Redis, parsed."""
+
     replica_id: str
     epoch: int
 
