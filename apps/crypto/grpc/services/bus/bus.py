@@ -21,10 +21,11 @@ from typing import Any
 from ...generated import common_pb2
 from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
+from ..streaming.reasons import OWNERSHIP_LOST, TAKEOVER
 from ..streaming.session import StreamSession
 from . import messages as m
 from .link import BusUnavailable, RedisLink, Route
-from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
+from .outcomes import Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
 DISCONNECTED = "client disconnected before acknowledging"
