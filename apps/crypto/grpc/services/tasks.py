@@ -15,7 +15,12 @@ from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-Spawn = Callable[[Coroutine[Any, Any, T], str], "asyncio.Task[T]"]
+Spawn = Callable[[Coroutine[Any, Any, T], str], "asyncio.Task[T]"]  # TaskOwner.spawn, or spawn_task
+
+
+def spawn_task(coro: Coroutine[Any, Any, T], name: str) -> asyncio.Task[T]:
+    """A Spawn for a part used on its own (tests): a plain task, owned by nobody."""
+    return asyncio.create_task(coro, name=name)
 
 
 class TaskOwner:
