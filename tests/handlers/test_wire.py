@@ -7,7 +7,7 @@ import grpc
 
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
-from apps.crypto.grpc.services.handlers import grpc_handlers
+from apps.crypto.grpc_handlers import grpc_handlers
 from apps.crypto.grpc.services.proto.wire import SERVICE, Malformed, add_service, method_handlers, safe_deserializer
 
 

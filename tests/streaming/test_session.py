@@ -7,7 +7,8 @@ import asyncio
 import grpc
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
-from apps.crypto.grpc.services.streaming.session import CloseReason, StreamSession
+from apps.crypto.grpc.services.streaming.reasons import CloseReason
+from apps.crypto.grpc.services.streaming.session import StreamSession
 from apps.crypto.grpc.services.streaming.stream import _consume_close_cancel
 
 TAKEN_OVER = CloseReason(grpc.StatusCode.ABORTED, "replaced", "takeover")

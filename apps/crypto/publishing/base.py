@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
+
+# Starts the sender task: the replica's TaskOwner.spawn, so the replica owns it (asyncio.create_task when standalone).
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,13 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cent.client.session import AiohttpSession
 
-from .base import PublisherStats
+from .base import PublisherStats, Spawn
 from .breaker import BreakerState, CircuitBreaker
 from .config import PublisherConfig
 from .envelope import Kind, build_envelope, channels_for, envelope_type, idempotency_key
@@ -68,6 +68,7 @@ class CentrifugoPublisher:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        spawn: Spawn | None = None,
     ) -> None:
         self._config = config
         self._replica = replica_id
@@ -86,7 +87,8 @@ class CentrifugoPublisher:
         self._inflight: list[_Pending] = []
         self._auth_refused = False
         self._session: AiohttpSession | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._spawn: Spawn = spawn or _create_task
+        self._task: asyncio.Task[None] | None = None  # kept: close() gives it close_timeout to flush
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._on_error: dict[Outcome, Callable[[list[_Pending], BaseException], list[_Pending]]] = {
@@ -158,7 +160,7 @@ class CentrifugoPublisher:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._session = AiohttpSession(self._config.api_url, timeout=self._config.request_timeout)
-        self._task = asyncio.create_task(self._run(), name="centrifugo-publisher")
+        self._task = self._spawn(self._run(), "centrifugo-publisher")
         logger.info(
             "centrifugo.publisher_started url=%s replica=%s queue_size=%d batch_size=%d",
             self._config.api_url, self._replica, self._config.queue_size, self._config.batch_size,
@@ -394,6 +396,10 @@ class CentrifugoPublisher:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._close_requested.wait(), seconds)
+
+
+def _create_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    return asyncio.create_task(coro, name=name)
 
 
 def _muted_types(config: PublisherConfig) -> frozenset[str]:

@@ -12,14 +12,11 @@ import grpc
 from .auth import AuthError
 from .bus.bus import DuplicateCommand
 from .bus.link import BusUnavailable
+from .proto.validation import InvalidRequest
 from .proto.wire import Malformed
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class InvalidRequest(ValueError):
-    """The caller sent something this service will not act on."""
 
 
 class NotServing(Exception):

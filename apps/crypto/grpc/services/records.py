@@ -29,6 +29,7 @@ from ..generated import crypto_streaming_pb2 as pb2
 from . import metrics
 from .bulk import insert_many
 from .bus.outcomes import Delivery
+from .tasks import Spawn, spawn_task
 
 logger = logging.getLogger(__name__)
 OPEN: Final = frozenset({None, CommandOutcome.QUEUED, CommandOutcome.DELIVERED})  # not yet final
@@ -88,8 +89,8 @@ class CommandJournal:
         self._pending: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="command-journal")
+    def start(self, spawn: Spawn = spawn_task) -> None:
+        self._task = spawn(self._run(), "command-journal")
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the loop, then write what is buffered (bounded by timeout)."""

@@ -1,4 +1,4 @@
-"""Everything one replica runs besides the gRPC server itself, with a two-step shutdown."""
+"""Everything one replica runs besides the gRPC server itself, with a two-step shutdown (drain, close)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from grpc_health.v1 import health, health_pb2
 
 from apps.crypto.publishing import NullPublisher, Publisher, PublisherConfig, build_publisher
+from apps.crypto.apps import crypto_app
 from config.env import ENV, Environment
 
 from . import metrics
@@ -20,15 +21,17 @@ from .auth import Authenticator
 from .bus.bus import CommandBus
 from .bus.connect import build_redis
 from .bus.keys import Keys
-from .bus.link import RedisLink
+from .bus.link import BusUnavailable, RedisLink
 from .bus.runner import BusRunner
 from .config import CryptoStreamingConfig
 from .ingest import build_ingest_buffer
 from .ingest.buffer import IngestBuffer
 from .records import CommandJournal
+from .streaming.ports import Lifecycle, StreamPort, Unavailable
+from .streaming.reasons import DRAINING
 from .streaming.session import StreamSession
-from .streaming.stream import DRAINING
 from .streaming.supervisor import StreamSupervisor
+from .tasks import TaskOwner
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME = "crypto.CryptoStreamingService"
@@ -36,15 +39,6 @@ READINESS, LIVENESS = "readiness", "liveness"
 READY_SERVICES = ("", READINESS, SERVICE_NAME)
 INGEST_CLOSE_TIMEOUT = 8.0  # seconds to store buffered client messages at exit (a hung database)
 ACK_SETTLE = 1.0  # seconds a draining stream waits for acks of commands it already delivered
-_CURRENT: list["Runtime"] = []
-
-
-@dataclass(frozen=True)
-class Lifecycle:
-    """Persistence hooks for a stream opening and closing."""
-
-    connected: Callable[[str, str], Awaitable[None]]
-    disconnected: Callable[[str, str], Awaitable[None]]
 
 
 @dataclass
@@ -63,9 +57,13 @@ class Runtime:
     dispatch: Callable[[Any, Any], Awaitable[Any]]
     lifecycle: Lifecycle
     ingest: IngestBuffer
+    tasks: TaskOwner = field(default_factory=TaskOwner)  # every background task of the replica
     draining: bool = False
     _closed: bool = field(default=False, repr=False)
-    _health_updates: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _health_updates: TaskOwner = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._health_updates = self.tasks.scope("health")
 
     @property
     def replica_id(self) -> str:
@@ -75,16 +73,14 @@ class Runtime:
         await self._set_health(LIVENESS, True)
         metrics.watch_publisher(self.publisher.stats)
         await self.publisher.start()
-        self.journal.start()
-        self.ingest.start()
+        self.journal.start(self.tasks.scope("journal").spawn)
+        self.ingest.start(self.tasks.scope("ingest").spawn)
         self.supervisor.start()
         await self.runner.start()
 
     def on_bus_health(self, healthy: bool) -> None:
         """Called from the bus runner (sync): the health update runs as an owned task."""
-        task = asyncio.get_running_loop().create_task(self._set_ready(healthy and not self.draining))
-        self._health_updates.add(task)
-        task.add_done_callback(self._health_updates.discard)
+        self._health_updates.spawn(self._set_ready(healthy and not self.draining), "health-update")
 
     async def _set_ready(self, serving: bool) -> None:
         for name in READY_SERVICES:
@@ -120,20 +116,44 @@ class Runtime:
         while (self.bus.sessions or self.bus.detaching) and loop.time() < until:
             await asyncio.sleep(0.05)
 
+    def stream_port(self) -> StreamPort:
+        """The narrow view of this replica that a stream gets."""
+        return StreamPort(
+            replica_id=self.replica_id, config=self.config, authenticator=self.authenticator,
+            attach=self._attach, detach=self.bus.detach, dispatch=self.dispatch,
+            lifecycle=self.lifecycle, publisher=self.publisher, draining=lambda: self.draining)
+
+    async def _attach(self, session: StreamSession) -> None:
+        try:
+            await self.bus.attach(session)
+        except BusUnavailable as exc:  # the stream knows no bus: it is told in its own terms
+            raise Unavailable(str(exc)) from exc
+
     async def close(self) -> None:
+        """Run SHUTDOWN in order; a failing step is logged and the next ones still run."""
         if self._closed:
             return
         self._closed = True
-        await self._wait_detached(2.0)  # streams cancelled by server.stop still release their claims
-        await self.ingest.close(INGEST_CLOSE_TIMEOUT)  # the streams are gone: store every buffered message
-        await self.supervisor.close()
-        await self.runner.close()
-        await asyncio.gather(*self._health_updates, return_exceptions=True)
-        await self.journal.close()
-        await self.publisher.close()
-        await self.bus.link.redis.aclose()
-        if self in _CURRENT:
-            _CURRENT.remove(self)
+        for name, step in SHUTDOWN:
+            try:
+                await step(self)
+            except Exception:
+                logger.exception("shutdown.step_failed replica=%s step=%s", self.replica_id, name)
+        forget_runtime(self)
+
+
+# The shutdown order, in one place. Each step runs after the previous one has finished.
+SHUTDOWN: tuple[tuple[str, Callable[[Runtime], Awaitable[object]]], ...] = (
+    ("streams", lambda rt: rt._wait_detached(2.0)),  # streams cancelled by server.stop still release claims
+    ("ingest", lambda rt: rt.ingest.close(INGEST_CLOSE_TIMEOUT)),  # streams gone: store every buffered message
+    ("supervisor", lambda rt: rt.supervisor.close()),
+    ("bus", lambda rt: rt.runner.close()),  # listener, upkeep, replies being published
+    ("health", lambda rt: rt._health_updates.close(grace=None)),  # updates already started finish
+    ("journal", lambda rt: rt.journal.close()),
+    ("publisher", lambda rt: rt.publisher.close()),  # flushes within its close_timeout
+    ("redis", lambda rt: rt.bus.link.redis.aclose()),
+    ("tasks", lambda rt: rt.tasks.close()),  # anything left over is cancelled
+)
 
 
 def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts: Any) -> Runtime:
@@ -146,21 +166,24 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     redis = build_redis(env.redis_url, config.redis_socket_timeout)
     link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
                      config.client_disconnect_grace)
-    bus = CommandBus(link, config.client_disconnect_grace, config.send_timeout)
     publisher_config = PublisherConfig.from_env({  # CENTRIFUGO_* env vars win over the streaming config
         "CENTRIFUGO_CHANNEL_PATTERN": config.centrifugo_channel_pattern,
         "CENTRIFUGO_ALL_CHANNEL": config.centrifugo_publish_all_channel,
         **os.environ, "CENTRIFUGO_API_URL": env.centrifugo_api_url, "CENTRIFUGO_API_KEY": env.centrifugo_api_key})
     if not config.centrifugo_auto_publish_messages:
         parts.setdefault("publisher", NullPublisher())
+    tasks = TaskOwner(env.replica_id)
+    bus = CommandBus(link, config.client_disconnect_grace, config.send_timeout, tasks.scope("bus"))
     ingest = build_ingest_buffer(config, PARTS, forget_client)
     runtime = Runtime(
-        config=config, env=env, bus=bus,
-        runner=BusRunner(bus, redis, config.ownership_refresh, config.ownership_ttl, lambda ok: None),
-        publisher=parts.pop("publisher", None) or build_publisher(publisher_config, env.replica_id),
+        config=config, env=env, bus=bus, tasks=tasks,
+        runner=BusRunner(bus, redis, config.ownership_refresh, config.ownership_ttl, lambda ok: None,
+                         tasks.scope("bus")),
+        publisher=parts.pop("publisher", None) or build_publisher(publisher_config, env.replica_id,
+                                                                  tasks.scope("publisher").spawn),
         authenticator=parts.pop("authenticator", None) or Authenticator(env.auth_enabled, env.operator_tokens),
         journal=CommandJournal(),
-        supervisor=StreamSupervisor(config, lambda: bus.sessions),
+        supervisor=StreamSupervisor(config, lambda: bus.sessions, tasks.scope("supervisor")),
         health=health.aio.HealthServicer(),
         dispatch=Dispatcher(ingest, {command_ack.COMMAND_ACK.name: command_ack.forward_to(bus)}),
         # open/close bookkeeping is written directly, but after the client's buffered messages
@@ -169,12 +192,12 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     )
     runtime.runner.on_health = runtime.on_bus_health
     bus.on_late_ack = runtime.journal.late
-    _CURRENT.append(runtime)
+    crypto_app().runtime = runtime  # grpc_handlers() finds it there
     return runtime
 
 
-def current_runtime() -> Runtime:
-    """The runtime rungrpc built for this process (grpc_handlers needs it)."""
-    if not _CURRENT:
-        raise RuntimeError("no crypto runtime: build_runtime() must run before grpc_handlers()")
-    return _CURRENT[-1]
+def forget_runtime(runtime: Runtime) -> None:
+    """A closed runtime is no longer the one grpc_handlers() would serve."""
+    app = crypto_app()
+    if app.runtime is runtime:
+        app.runtime = None

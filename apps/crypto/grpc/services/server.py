@@ -18,7 +18,7 @@ from .errors import NotServing, rpc_boundary
 from .bus.bus import DuplicateCommand
 from .bus.outcomes import Answer
 from .proto.validation import MAX_TEXT_CHARS, validate_client_id, validate_command
-from .runtime import Runtime, current_runtime
+from .runtime import Runtime
 from .streaming.stream import ConnectFlow, metadata_of
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self._connect = ConnectFlow(runtime)
+        self._connect = ConnectFlow(runtime.stream_port())
 
     async def ConnectClient(self, request_iterator: AsyncIterator[pb2.ClientMessage],
                             context: grpc.aio.ServicerContext) -> None:
@@ -107,4 +107,7 @@ def prepare_command(request: pb2.SendCommandRequest, max_text_chars: int = MAX_T
 
 
 def build_servicer(server: Any = None) -> CryptoStreamingService:
-    return CryptoStreamingService(current_runtime())
+    """The servicer over the runtime built for this process, which the crypto app config holds."""
+    from apps.crypto.apps import crypto_app
+
+    return CryptoStreamingService(crypto_app().replica_runtime())

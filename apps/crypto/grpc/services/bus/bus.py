@@ -21,11 +21,13 @@ from typing import Any
 from ...generated import common_pb2
 from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
+from ..streaming.reasons import OWNERSHIP_LOST, TAKEOVER
 from ..streaming.session import StreamSession
 from . import messages as m
-from .link import BusUnavailable, HoldStatus, RedisLink, RefreshStatus, Route
+from ..tasks import TaskOwner
+from .link import BusUnavailable, HoldStatus, RedisLink, RefreshStatus, Route, Settlement
 from .messages import EnvelopeKind as Kind
-from .outcomes import OWNERSHIP_LOST, TAKEOVER, Answer, Delivery, failure_ack
+from .outcomes import Answer, Delivery, failure_ack
 
 logger = logging.getLogger(__name__)
 DISCONNECTED = "client disconnected before acknowledging"
@@ -50,13 +52,13 @@ class Pending:
 class CommandBus:
     """The seam between streams and callers; the same code serves one or many replicas."""
 
-    def __init__(self, link: RedisLink, grace: float, confirm_timeout: float) -> None:
+    def __init__(self, link: RedisLink, grace: float, confirm_timeout: float, tasks: TaskOwner | None = None) -> None:
         self.link, self.me = link, link.replica_id
         self.grace, self.confirm_timeout = grace, confirm_timeout
         self.sessions: dict[str, StreamSession] = {}
         self.detaching = 0  # streams releasing their claims right now (shutdown waits for them)
         self._pending: dict[str, Pending] = {}
-        self._replies: set[asyncio.Task[Any]] = set()  # answers that must go out even if their stream ends
+        self._replies = (tasks or TaskOwner("bus")).scope("replies")  # answers that must go out even if their stream ends
         self._expired: OrderedDict[str, None] = OrderedDict()  # awaited commands that timed out, newest last
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,
@@ -146,16 +148,22 @@ class CommandBus:
             return True
         envelope = m.encode(m.Envelope(Kind.ACK, command_id=ack.command_id, body=ack.SerializeToString(),
                                        sender=self.me))
-        settle = self.link.settle_ack(ack.command_id, client_id, reply_to, envelope)
-        try:
-            settled = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
-        except BusUnavailable as exc:
-            logger.warning("ack.forward_failed command_id=%s error=%s", ack.command_id, exc)
+        settle = self._settle(ack.command_id, client_id, reply_to, envelope)
+        settled = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
+        if settled is None:
             return False
         if settled.duplicate or settled.foreign:
             logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", client_id, ack.command_id,
                         "duplicate" if settled.duplicate else "foreign")
         return settled.duplicate or settled.receivers > 0
+
+    async def _settle(self, command_id: str, client_id: str, reply_to: str, envelope: str) -> Settlement | None:
+        """None when Redis is down: the owner then stores the ack itself."""
+        try:
+            return await self.link.settle_ack(command_id, client_id, reply_to, envelope)
+        except BusUnavailable as exc:
+            logger.warning("ack.forward_failed command_id=%s error=%s", command_id, exc)
+            return None
 
     def _open(self, command_id: str, client_id: str) -> "_PendingScope":
         return _PendingScope(self._pending, command_id, client_id)
@@ -299,14 +307,11 @@ class CommandBus:
         """A reply that outlives whoever started it (a stream being cancelled); awaited on close.
 
         Started eagerly: its Redis call goes out now, not one loop iteration later."""
-        task = asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
-        self._replies.add(task)
-        task.add_done_callback(self._replies.discard)
-        return task
+        return self._replies.spawn(coro, "bus-reply", eager=True)
 
     async def close(self) -> None:
         """Wait for replies still being sent."""
-        await asyncio.gather(*self._replies, return_exceptions=True)
+        await self._replies.close(grace=None)
 
     def _on_delivery(self, envelope: m.Envelope) -> FollowUp:
         pending = self._pending.get(envelope.command_id)

@@ -6,9 +6,6 @@ import time
 from dataclasses import dataclass, field
 
 from ...generated import common_pb2
-from ..streaming.session import CloseReason
-
-import grpc
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,3 @@ def failure_ack(command_id: str, error: str, message: str = "") -> common_pb2.Co
     ack = common_pb2.CommandAck(command_id=command_id, success=False, error=error, message=message)
     ack.timestamp.GetCurrentTime()
     return ack
-
-
-TAKEOVER = CloseReason(grpc.StatusCode.ABORTED, "replaced by a newer stream for the same client_id", "takeover")
-OWNERSHIP_LOST = CloseReason(grpc.StatusCode.ABORTED, "another replica now owns this client", "takeover")

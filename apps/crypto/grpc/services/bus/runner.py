@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .. import metrics
+from ..tasks import TaskOwner
 from .bus import CommandBus
 from .link import BusUnavailable
 
@@ -22,31 +23,29 @@ class BusRunner:
     """Listener and upkeep tasks; reports Redis reachability through on_health."""
 
     def __init__(self, bus: CommandBus, redis: Redis, upkeep_interval: float, presence_ttl: float,
-                 on_health: Callable[[bool], None]) -> None:
+                 on_health: Callable[[bool], None], tasks: TaskOwner | None = None) -> None:
         self.bus, self.redis = bus, redis
         self.upkeep_interval, self.presence_ttl = upkeep_interval, presence_ttl
         self.on_health = on_health
         self.healthy = False
         self._subscribed = asyncio.Event()
         self._ever_subscribed = False
-        self._handling: set[asyncio.Task[None]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        owner = tasks or TaskOwner("bus")
+        self._loops = owner.scope("loops")  # listener and upkeep: cancelled on close
+        self._handling = owner.scope("replies")  # follow-ups being published: awaited on close
 
     async def start(self) -> None:
         """Subscribe before serving, so no command routed to us is missed."""
-        self._tasks = [asyncio.create_task(self._listen(), name="bus-listener"),
-                       asyncio.create_task(self._upkeep(), name="bus-upkeep")]
+        self._loops.spawn(self._listen(), "bus-listener")
+        self._loops.spawn(self._upkeep(), "bus-upkeep")
         try:
             await asyncio.wait_for(self._subscribed.wait(), 10)
         except TimeoutError:
             logger.warning("bus.start_unhealthy reason=redis_unreachable")
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        await asyncio.gather(*self._handling, return_exceptions=True)
+        await self._loops.close()
+        await self._handling.close(grace=None)
         await self.bus.close()
 
     def _set_health(self, healthy: bool) -> None:
@@ -86,9 +85,7 @@ class BusRunner:
         follow_up = self.bus.handle(data)
         if follow_up is None:
             return
-        task = asyncio.create_task(self._finish(follow_up))
-        self._handling.add(task)
-        task.add_done_callback(self._handling.discard)
+        self._handling.spawn(self._finish(follow_up), "bus-follow-up")
 
     async def _finish(self, follow_up: Coroutine[Any, Any, None]) -> None:
         try:

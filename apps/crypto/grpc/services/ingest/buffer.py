@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec
 
 from .. import metrics
+from ..tasks import Spawn, spawn_task
 from .plan import FlushReport, Write
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ class IngestBuffer:
         """Writes waiting or being written."""
         return len(self._queue) + self._in_flight
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="ingest-flush")
+    def start(self, spawn: Spawn = spawn_task) -> None:
+        self._task = spawn(self._run(), "ingest-flush")
 
     async def put(self, write: Write) -> None:
         """Queue one write; waits while the buffer is full (backpressure to the stream)."""

@@ -30,7 +30,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ...generated import crypto_streaming_pb2 as pb2
 from ..auth import MAX_CLIENT_ID
 from ..config import CryptoStreamingConfig
-from ..errors import InvalidRequest
 
 MAX_COMMAND_ID: Final = 128  # CommandRecord.command_id max_length
 MAX_TEXT_CHARS: Final[int] = CryptoStreamingConfig.max_text_chars  # 10,000, as models.MAX_TEXT
@@ -40,6 +39,10 @@ MAX_COMMAND_BYTES: Final = 256 * 1024
 MIN_TIMESTAMP_SECONDS: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
 MAX_TIMESTAMP_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 COMMAND_KINDS: Final = ("ping", "pause", "resume", "sync_wallets", "request_status")
+
+
+class InvalidRequest(ValueError):
+    """The caller sent something this service will not act on (errors.py answers INVALID_ARGUMENT)."""
 
 
 def _check_text(value: str, field: str, limit: int) -> None:

@@ -12,34 +12,14 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import grpc
 
 from ...generated import crypto_streaming_pb2 as pb2
+from .reasons import CloseReason, slow_reader
 
 
-@dataclass(frozen=True, slots=True)
-class CloseReason:
-    """Why a stream ends: the status the client sees and a bounded label for logs and metrics."""
-
-    code: grpc.StatusCode
-    details: str
-    label: str
-
-
-NORMAL = CloseReason(grpc.StatusCode.OK, "", "normal")
 WriterFactory = Callable[["StreamSession", grpc.aio.ServicerContext], "asyncio.Task[None]"]
-
-
-def rate_limited(rate: int) -> CloseReason:
-    return CloseReason(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"client sends more than {rate} messages per second (max_messages_per_second)", "rate_limited")
-
-
-def slow_reader(limit: int) -> CloseReason:
-    return CloseReason(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                       f"client is not reading its commands: more than {limit} queued", "slow_reader")
 
 
 class StreamSession:

@@ -7,27 +7,23 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from ...generated import crypto_streaming_pb2 as pb2
 from ..auth import MAX_CLIENT_ID, AuthError
-from ..bus.link import BusUnavailable
 from ..inbound import MessageContext
 from ..proto.wire import Malformed
 from .. import metrics
-from .session import NORMAL, CloseReason, StreamSession, rate_limited
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from .ports import StreamPort, Unavailable
+from .reasons import CLIENT_GONE, DRAINING, NORMAL, CloseReason, changed_id, rate_limited
+from .session import StreamSession
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 REPLICA_HEADER = "x-replica-id"
-CLIENT_GONE = CloseReason(grpc.StatusCode.CANCELLED, "client went away", "normal")
-DRAINING = CloseReason(grpc.StatusCode.UNAVAILABLE, "replica is draining; reconnect to another replica", "drain")
 # Streams whose connect-time status write runs at once; the others wait their turn holding almost nothing.
 # The writes go through one ORM thread anyway, so more in flight only adds memory: in a reconnect storm
 # each waiting write held a chain of coroutines and futures, and the holes they left in the allocator
@@ -44,10 +40,10 @@ class StreamAborted(Exception):
 
 
 class ConnectFlow:
-    """Runs one ConnectClient stream on behalf of the servicer."""
+    """Runs one ConnectClient stream on behalf of the servicer, through a StreamPort (not the runtime)."""
 
-    def __init__(self, runtime: "Runtime") -> None:
-        self.rt = runtime
+    def __init__(self, port: StreamPort) -> None:
+        self.port = port
         self._connect_writes = asyncio.Semaphore(CONNECT_WRITES_IN_FLIGHT)
         self._writer_factory = self._start_writer  # one bound method for all sessions, not one per stream
 
@@ -59,22 +55,22 @@ class ConnectFlow:
         from elsewhere cancels this task; that is told apart from gRPC cancelling the RPC (uncancel).
         """
         try:
-            bound = await isolated(self.rt.authenticator.client_for(metadata_of(context)))  # before any message
+            bound = await isolated(self.port.authenticator.client_for(metadata_of(context)))  # before any message
             first = await self._first_message(context)
-            self.rt.authenticator.check_bound(bound, first.client_id)
+            self.port.authenticator.check_bound(bound, first.client_id)
             session = await self._open(first.client_id, context)
         except (StreamAborted, AuthError) as exc:
             metrics.STREAMS_CLOSED.labels(getattr(exc, "label", "auth")).inc()
             await context.abort(exc.code, exc.details)
             return
-        except BusUnavailable as exc:
+        except Unavailable as exc:
             metrics.STREAMS_CLOSED.labels("redis_unavailable").inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             return
         try:
             session.serve(self._writer_factory, context)  # commands flow now, not after the bookkeeping
             async with self._connect_writes:  # before the first message is read: status rows keep their order
-                await isolated(self.rt.lifecycle.connected(session.client_id, self.rt.replica_id))
+                await isolated(self.port.lifecycle.connected(session.client_id, self.port.replica_id))
             if not session.closed and await self._handle(session, first):
                 del first
                 await self._read(session, context)
@@ -93,7 +89,7 @@ class ConnectFlow:
         """Attach (claim) and tell the client it is accepted. Runs shielded: a client that cancels
         meanwhile still gets its session detached and its claim released, never left behind as a
         ghost that callers would be told is connected."""
-        if self.rt.draining:
+        if self.port.draining():
             raise StreamAborted(DRAINING.code, DRAINING.details, DRAINING.label)
         opening = asyncio.ensure_future(self._attach(client_id, context))
         try:
@@ -106,20 +102,20 @@ class ConnectFlow:
             raise
 
     async def _attach(self, client_id: str, context: grpc.aio.ServicerContext) -> StreamSession:
-        session = StreamSession(client_id, self.rt.config.outbound_queue_size)
-        await self.rt.bus.attach(session)
+        session = StreamSession(client_id, self.port.config.outbound_queue_size)
+        await self.port.attach(session)
         metrics.STREAMS_OPENED.inc()
         metrics.ACTIVE_STREAMS.inc()
         try:
-            await context.send_initial_metadata(((REPLICA_HEADER, self.rt.replica_id),))  # "accepted"
+            await context.send_initial_metadata(((REPLICA_HEADER, self.port.replica_id),))  # "accepted"
         except Exception as exc:  # the client is gone already: the stream ends at its first read
             logger.info("stream.accept_failed client_id=%s error=%s", client_id, type(exc).__name__)
-        logger.info("stream.opened client_id=%s replica=%s epoch=%d", client_id, self.rt.replica_id, session.epoch)
+        logger.info("stream.opened client_id=%s replica=%s epoch=%d", client_id, self.port.replica_id, session.epoch)
         return session
 
     async def _first_message(self, context: grpc.aio.ServicerContext) -> pb2.ClientMessage:
         """The first message names the client; a silent or anonymous stream does not hang."""
-        timeout = self.rt.config.heartbeat_timeout
+        timeout = self.port.config.heartbeat_timeout
         try:
             first = await asyncio.wait_for(context.read(), timeout)
         except TimeoutError:
@@ -147,12 +143,12 @@ class ConnectFlow:
         metrics.ACTIVE_STREAMS.dec()
         metrics.STREAMS_CLOSED.labels(reason.label).inc()
         try:
-            await self.rt.bus.detach(session)
+            await self.port.detach(session)
         except Exception as exc:  # Redis down: the claim expires by its TTL
             logger.warning("stream.release_failed client_id=%s error=%s detail=%s", session.client_id,
                            type(exc).__name__, exc)
         if reason.label != "takeover":  # the client lives on elsewhere: leave its status alone
-            await self.rt.lifecycle.disconnected(session.client_id, reason.label)
+            await self.port.lifecycle.disconnected(session.client_id, reason.label)
         logger.info("stream.closed client_id=%s reason=%s", session.client_id, reason.label)
 
     async def _read(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
@@ -177,7 +173,7 @@ class ConnectFlow:
                 return
             assert isinstance(message, pb2.ClientMessage)
             if message.client_id != session.client_id:
-                session.close(_changed_id(session.client_id, message.client_id))
+                session.close(changed_id(session.client_id, message.client_id))
                 return
             if not await self._handle(session, message):
                 return
@@ -200,34 +196,35 @@ class ConnectFlow:
         session.close(CLIENT_GONE)
 
     async def _process(self, session: StreamSession, message: pb2.ClientMessage) -> None:
-        if not session.admit(self.rt.config.max_messages_per_second, time.monotonic()):
-            session.close(rate_limited(self.rt.config.max_messages_per_second))
+        if not session.admit(self.port.config.max_messages_per_second, time.monotonic()):
+            session.close(rate_limited(self.port.config.max_messages_per_second))
             return
         kind = message.WhichOneof("payload") or "empty"
         metrics.MESSAGES_IN.labels(kind).inc()
         session.touch(heartbeat=kind == "heartbeat")
         await self._store(session, message, kind)
-        self.rt.publisher.publish_client_message(session.client_id, message)
+        self.port.publisher.publish_client_message(session.client_id, message)
 
     def _context(self, session: StreamSession, message: pb2.ClientMessage) -> MessageContext:
-        return MessageContext(session.client_id, message.message_id, self.rt.replica_id, datetime.now(UTC),
-                              self.rt.config.max_text_chars)
+        return MessageContext(session.client_id, message.message_id, self.port.replica_id, datetime.now(UTC),
+                              self.port.config.max_text_chars)
 
     async def _store(self, session: StreamSession, message: pb2.ClientMessage, kind: str) -> None:
-        rejected = await self.rt.dispatch(self._context(session, message), message)
+        rejected = await self.port.dispatch(self._context(session, message), message)
         if rejected is not None:
             metrics.MESSAGES_REJECTED.labels(kind, metrics.reject_cause(rejected)).inc()
 
     def _start_writer(self, session: StreamSession, context: grpc.aio.ServicerContext) -> asyncio.Task[None]:
         """A writer task for a session whose queue just got a command; it exits once the queue is empty,
-        so an idle stream has no writer task."""
+        so an idle stream has no writer task. Not a TaskOwner task: it is part of its stream, which
+        awaits it in _finish, and session.close() cancels it."""
         return asyncio.get_running_loop().create_task(self._write(session, context))
 
     async def _write(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
         try:
             while (command := session.next_command()) is not None:
                 await context.write(command)
-                self.rt.publisher.publish_command(session.client_id, command)
+                self.port.publisher.publish_command(session.client_id, command)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -265,11 +262,6 @@ async def isolated(work: Awaitable[T]) -> T:
     (about 6 KB per idle stream); in a child task it is freed when the call returns.
     """
     return await asyncio.ensure_future(work)
-
-
-def _changed_id(expected: str, got: str) -> CloseReason:
-    return CloseReason(grpc.StatusCode.INVALID_ARGUMENT,
-                       f"client_id changed mid-stream: expected {expected!r}, got {got!r}", "invalid")
 
 
 def metadata_of(context: grpc.aio.ServicerContext) -> dict[str, str]:

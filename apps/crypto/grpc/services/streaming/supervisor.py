@@ -8,11 +8,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
-import grpc
-
 from ...generated import crypto_streaming_pb2 as pb2
 from ..config import CryptoStreamingConfig
-from .session import CloseReason, StreamSession
+from ..tasks import TaskOwner
+from .reasons import heartbeat_timeout
+from .session import StreamSession
 
 logger = logging.getLogger(__name__)
 
@@ -26,19 +26,18 @@ def ping_command(sequence: int) -> pb2.DjangoCommand:
 class StreamSupervisor:
     """Heartbeat timeouts and periodic pings for every session of this replica."""
 
-    def __init__(self, config: CryptoStreamingConfig, sessions: Callable[[], Mapping[str, StreamSession]]) -> None:
+    def __init__(self, config: CryptoStreamingConfig, sessions: Callable[[], Mapping[str, StreamSession]],
+                 tasks: TaskOwner | None = None) -> None:
         self.config, self.sessions = config, sessions
         self.period = min(1.0, config.heartbeat_timeout / 4, config.ping_interval / 2)
         self._sequence = 0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = tasks or TaskOwner("supervisor")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="stream-supervisor")
+        self._tasks.spawn(self._loop(), "stream-supervisor")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._tasks.close()
 
     async def _loop(self) -> None:
         while True:
@@ -52,8 +51,7 @@ class StreamSupervisor:
                 continue
             if now - session.last_seen > timeout:
                 logger.info("stream.heartbeat_timeout client_id=%s", session.client_id)
-                session.close(CloseReason(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                          f"no heartbeat for {timeout:g}s", "heartbeat_timeout"))
+                session.close(heartbeat_timeout(timeout))
             elif self.config.enable_ping and now >= session.next_ping:
                 self._ping(session, now)
 
