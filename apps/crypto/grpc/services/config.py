@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from config.env import ENV, Environment, parse_bool
+from config.env import ENV, Environment, read_fields
 
 MIB = 1024 * 1024
 
@@ -76,15 +76,9 @@ class CryptoStreamingConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> "CryptoStreamingConfig":
-        """CRYPTO_<FIELD> for every field, plus the GRPC_* server options the Helm chart sets."""
-        values: dict[str, Any] = dict(overrides or {})
-        aliases = {f.name: f"CRYPTO_{f.name.upper()}" for f in fields(cls)}
-        aliases.update(GRPC_ALIASES)
-        for f in fields(cls):
-            raw = env.get(aliases[f.name])
-            if raw is not None and raw != "":
-                values[f.name] = _coerce(aliases[f.name], f.type, raw)
-        return cls(**values)
+        """CRYPTO_<FIELD> for every field, plus the GRPC_* server options the Helm chart sets; blank is unset."""
+        names = {f.name: GRPC_ALIASES.get(f.name, f"CRYPTO_{f.name.upper()}") for f in fields(cls)}
+        return cls(**{**(overrides or {}), **read_fields(cls, env, names, blank_is_unset=True)})
 
 
 GRPC_ALIASES = {
@@ -95,16 +89,6 @@ GRPC_ALIASES = {
     "max_connection_age_grace_ms": "GRPC_MAX_CONNECTION_AGE_GRACE_MS",
     "max_message_bytes": "GRPC_MAX_MESSAGE_BYTES",
 }
-_COERCE = {"float": float, "int": int, "str": str}
-
-
-def _coerce(name: str, type_name: Any, raw: str) -> Any:
-    if type_name == "bool":
-        return parse_bool(name, raw)
-    try:
-        return _COERCE[str(type_name)](raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a {type_name}, got {raw!r}") from None
 
 
 def load_config(**overrides: Any) -> CryptoStreamingConfig:
