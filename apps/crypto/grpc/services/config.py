@@ -16,7 +16,6 @@ MIB = 1024 * 1024
 class CryptoStreamingConfig:
     """Defaults follow the architecture guide; times are seconds."""
 
-    service_name: str = "crypto"
     heartbeat_interval: float = 30.0
     heartbeat_timeout: float = 90.0
     enable_ping: bool = True
@@ -43,7 +42,6 @@ class CryptoStreamingConfig:
     ownership_refresh: float = 5.0
     redis_key_prefix: str = "crypto"
     redis_socket_timeout: float = 5.0
-    replica_heartbeat: float = 5.0
     keepalive_time_ms: int = 20_000
     keepalive_timeout_ms: int = 10_000
     max_connection_age_ms: int = 0  # 0: connections live as long as the client wants
@@ -51,7 +49,7 @@ class CryptoStreamingConfig:
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval", "heartbeat_timeout", "ping_interval", "ack_timeout", "send_timeout",
-                     "ownership_ttl", "ownership_refresh", "replica_heartbeat", "redis_socket_timeout"):
+                     "ownership_ttl", "ownership_refresh", "redis_socket_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("client_disconnect_grace", "shutdown_grace", "drain_window"):
