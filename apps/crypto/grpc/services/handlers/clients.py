@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Final
+
+from apps.crypto.limits import ID_MAX as CLIENT_ID_MAX
 
 from ..proto.converters import CryptoProtobufConverter as convert
-
-CLIENT_ID_MAX: Final = 128  # models.Client.client_id max_length
 
 
 class ClientPkCache:

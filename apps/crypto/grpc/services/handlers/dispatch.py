@@ -16,6 +16,7 @@ from typing import Final, Protocol
 from django.db import DatabaseError
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.limits import REASON_MAX
 
 from ..ingest.writes import Refusal, Write
 from .base import Handler, MessageContext, Rejected
@@ -24,7 +25,6 @@ from .table import HANDLERS
 
 logger = logging.getLogger(__name__)
 
-REASON_MAX: Final = 512  # RejectedMessage.reason max_length
 EMPTY_PAYLOAD: Final = "empty payload"
 
 

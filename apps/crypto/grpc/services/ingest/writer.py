@@ -19,6 +19,7 @@ from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from apps.crypto.limits import ID_MAX, REASON_MAX
 from apps.crypto.models import (
     Client,
     CommandOutcome,
@@ -46,8 +47,6 @@ from .writes import FlushReport, Refusal, Write
 
 logger = logging.getLogger(__name__)
 
-REASON_MAX: Final = 512  # RejectedMessage.reason max_length
-ID_MAX: Final = 128  # RejectedMessage.client_id / message_id max_length
 LOOKUP_CHUNK: Final = 500  # command ids per lookup query (SQLite allows 32,766 parameters)
 CLIENTS_PER_LOOKUP: Final = 100  # clients per stored-transactions query
 WALLET_COLUMNS: Final = ("client", "wallet_id", "symbol", "balance_available", "balance_locked", "last_sync",
