@@ -1,4 +1,4 @@
-"""Operator-facing environment variables, read in one place.
+"""Operator-facing environment variables, and the one parser (parse/read/read_fields) every config class uses.
 
 The Helm chart and outside tests use exactly these names; see README "Configuration".
 """
