@@ -1,4 +1,4 @@
-"""Operator-facing environment variables, read in one place.
+"""Operator-facing environment variables, and the one parser (parse/read/read_fields) every config class uses.
 
 The Helm chart and outside tests use exactly these names; see README "Configuration".
 """
@@ -9,30 +9,55 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_KIND_NAMES = {bool: "on or off", int: "an integer", float: "a number", str: "text"}
+_KINDS = {kind.__name__: kind for kind in _KIND_NAMES}
+T = TypeVar("T", bool, int, float, str)
 
 
-def parse_bool(name: str, raw: str) -> bool:
-    """Accept on/off style flags; anything else is a configuration error."""
-    value = raw.strip().lower()
-    if value in _TRUE | _FALSE:
-        return value in _TRUE
-    raise ValueError(f"{name} must be on or off, got {raw!r}")
+def parse(name: str, raw: str, kind: type[T], minimum: float | None = None) -> T:
+    """raw as kind (bool takes on/off style flags); a bad value is a ValueError naming the variable."""
+    if kind is bool:
+        flag = raw.strip().lower()
+        if flag in _TRUE | _FALSE:
+            return flag in _TRUE
+    else:
+        try:
+            value = kind(raw)
+        except ValueError:
+            pass
+        else:
+            if minimum is not None and value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+            return value
+    raise ValueError(f"{name} must be {_KIND_NAMES[kind]}, got {raw!r}")
 
 
-def parse_int(name: str, raw: str, minimum: int = 0) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+def read(env: Mapping[str, str], name: str, kind: type[T], default: T, *, blank_is_unset: bool = False,
+         minimum: float | None = None) -> T:
+    """The variable `name` as kind, or default when unset (or blank, with blank_is_unset)."""
+    raw = env.get(name)
+    if raw is None or (blank_is_unset and raw == ""):
+        return default
+    return parse(name, raw, kind, minimum)
+
+
+def read_fields(cls: type, env: Mapping[str, str], env_names: Mapping[str, str], *,
+                blank_is_unset: bool = False) -> dict[str, Any]:
+    """The dataclass fields named in env_names that env sets, each parsed as its annotated type."""
+    found: dict[str, Any] = {}
+    for f in fields(cls):
+        name = env_names.get(f.name)
+        raw = None if name is None else env.get(name)
+        if raw is not None and not (blank_is_unset and raw == ""):
+            found[f.name] = parse(name, raw, _KINDS[f.type if isinstance(f.type, str) else f.type.__name__])
+    return found
 
 
 def split_list(raw: str) -> tuple[str, ...]:
@@ -80,27 +105,27 @@ class Environment:
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> "Environment":
         defaults = cls()
-        log_format = env.get("LOG_FORMAT", defaults.log_format).lower()
+        log_format = read(env, "LOG_FORMAT", str, defaults.log_format).lower()
         if log_format not in {"text", "json"}:
             raise ValueError(f"LOG_FORMAT must be text or json, got {log_format!r}")
         return cls(
-            database_url=env.get("DATABASE_URL") or defaults.database_url,
-            redis_url=env.get("REDIS_URL", ""),
-            replica_id=env.get("REPLICA_ID") or defaults.replica_id,
-            grpc_host=env.get("GRPC_HOST") or defaults.grpc_host,
-            grpc_port=parse_int("GRPC_PORT", env.get("GRPC_PORT", "50051")),
-            centrifugo_api_url=env.get("CENTRIFUGO_API_URL", ""),
-            centrifugo_api_key=env.get("CENTRIFUGO_API_KEY", ""),
-            auth_enabled=parse_bool("CRYPTO_AUTH", env.get("CRYPTO_AUTH", "on")),
-            operator_tokens=split_list(env.get("CRYPTO_OPERATOR_TOKENS", "")),
-            grpc_target=env.get("CRYPTO_GRPC_TARGET") or defaults.grpc_target,
-            secret_key=env.get("DJANGO_SECRET_KEY", ""),
-            debug=parse_bool("DJANGO_DEBUG", env.get("DJANGO_DEBUG", "off")),
-            allow_dev_secret_key=parse_bool(DEV_SECRET_KEY_FLAG, env.get(DEV_SECRET_KEY_FLAG, "off")),
+            database_url=read(env, "DATABASE_URL", str, defaults.database_url, blank_is_unset=True),
+            redis_url=read(env, "REDIS_URL", str, ""),
+            replica_id=read(env, "REPLICA_ID", str, defaults.replica_id, blank_is_unset=True),
+            grpc_host=read(env, "GRPC_HOST", str, defaults.grpc_host, blank_is_unset=True),
+            grpc_port=read(env, "GRPC_PORT", int, defaults.grpc_port, minimum=0),
+            centrifugo_api_url=read(env, "CENTRIFUGO_API_URL", str, ""),
+            centrifugo_api_key=read(env, "CENTRIFUGO_API_KEY", str, ""),
+            auth_enabled=read(env, "CRYPTO_AUTH", bool, True),
+            operator_tokens=split_list(read(env, "CRYPTO_OPERATOR_TOKENS", str, "")),
+            grpc_target=read(env, "CRYPTO_GRPC_TARGET", str, defaults.grpc_target, blank_is_unset=True),
+            secret_key=read(env, "DJANGO_SECRET_KEY", str, ""),
+            debug=read(env, "DJANGO_DEBUG", bool, False),
+            allow_dev_secret_key=read(env, DEV_SECRET_KEY_FLAG, bool, False),
             log_format=log_format,
-            log_level=env.get("LOG_LEVEL", "INFO").upper(),
-            metrics_port=parse_int("METRICS_PORT", env.get("METRICS_PORT", "9100")),
-            grpc_experiments=parse_experiments(env.get("GRPC_EXPERIMENTS", "")),
+            log_level=read(env, "LOG_LEVEL", str, defaults.log_level).upper(),
+            metrics_port=read(env, "METRICS_PORT", int, defaults.metrics_port, minimum=0),
+            grpc_experiments=parse_experiments(read(env, "GRPC_EXPERIMENTS", str, "")),
         )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from apps.crypto.limits import ID_MAX, REASON_MAX
+
 MAX_TEXT = 10_000  # longest free text a bot may send in one field
 DECIMAL = {"max_digits": 38, "decimal_places": 18}
 
@@ -18,7 +20,7 @@ class ClientStatus(models.TextChoices):
 
 
 class Client(models.Model):
-    client_id = models.CharField(max_length=128, unique=True)
+    client_id = models.CharField(max_length=ID_MAX, unique=True)
     name = models.CharField(max_length=255, blank=True)
     client_type = models.CharField(max_length=64, blank=True)
     version = models.CharField(max_length=64, blank=True)
@@ -34,7 +36,7 @@ class Client(models.Model):
 class ClientApiKey(models.Model):
     """A bot's API key, stored as a SHA-256 hash and bound to one client_id."""
 
-    client_id = models.CharField(max_length=128, db_index=True)
+    client_id = models.CharField(max_length=ID_MAX, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=12, help_text="first characters, to recognise a key")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -46,7 +48,7 @@ class ClientApiKey(models.Model):
 
 class Wallet(models.Model):
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="wallets")
-    wallet_id = models.CharField(max_length=128)
+    wallet_id = models.CharField(max_length=ID_MAX)
     symbol = models.CharField(max_length=32)
     balance_available = models.DecimalField(**DECIMAL)
     balance_locked = models.DecimalField(**DECIMAL)
@@ -67,7 +69,7 @@ class TransactionType(models.TextChoices):
 
 class Transaction(models.Model):
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="transactions")
-    transaction_id = models.CharField(max_length=128)
+    transaction_id = models.CharField(max_length=ID_MAX)
     type = models.CharField(max_length=16, choices=TransactionType.choices)
     symbol = models.CharField(max_length=32)
     amount = models.DecimalField(**DECIMAL)
@@ -107,10 +109,10 @@ class LogEntry(models.Model):
 class RejectedMessage(models.Model):
     """A client message that failed validation; kept so operators see why."""
 
-    client_id = models.CharField(max_length=128, db_index=True)
-    message_id = models.CharField(max_length=128, blank=True)
+    client_id = models.CharField(max_length=ID_MAX, db_index=True)
+    message_id = models.CharField(max_length=ID_MAX, blank=True)
     payload_type = models.CharField(max_length=32, blank=True)
-    reason = models.CharField(max_length=512)
+    reason = models.CharField(max_length=REASON_MAX)
     created_at = models.DateTimeField(auto_now_add=True)
 
 
@@ -126,14 +128,14 @@ class CommandOutcome(models.TextChoices):
 class CommandRecord(models.Model):
     """Every command sent to a bot and how it ended."""
 
-    command_id = models.CharField(max_length=128, unique=True)
-    client_id = models.CharField(max_length=128, db_index=True)
+    command_id = models.CharField(max_length=ID_MAX, unique=True)
+    client_id = models.CharField(max_length=ID_MAX, db_index=True)
     kind = models.CharField(max_length=32)
     payload = models.JSONField(default=dict, blank=True)
-    sent_by = models.CharField(max_length=128, blank=True)
+    sent_by = models.CharField(max_length=ID_MAX, blank=True)
     wait_for_ack = models.BooleanField(default=False)
-    accepted_by = models.CharField(max_length=128, blank=True, help_text="replica that took the RPC")
-    routed_to = models.CharField(max_length=128, blank=True, help_text="replica that owned the stream")
+    accepted_by = models.CharField(max_length=ID_MAX, blank=True, help_text="replica that took the RPC")
+    routed_to = models.CharField(max_length=ID_MAX, blank=True, help_text="replica that owned the stream")
     outcome = models.CharField(max_length=16, choices=CommandOutcome.choices, default=CommandOutcome.QUEUED)
     ack_success = models.BooleanField(null=True)
     ack_message = models.TextField(blank=True)

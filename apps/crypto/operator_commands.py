@@ -21,23 +21,16 @@ from apps.crypto.grpc.services.commands import (
     CryptoStreamingCommandClient,
     build_command,
     default_target,
+    default_token,
 )
-from config.env import split_list
 
 TARGET_ENV = "CRYPTO_GRPC_TARGET"
-TOKEN_ENV = "CRYPTO_OPERATOR_TOKEN"
-TOKENS_ENV = "CRYPTO_OPERATOR_TOKENS"
 CONCURRENCY = 16  # commands in flight at once for one batch (an admin action on many clients)
 
 
 def command_target() -> str:
     """CRYPTO_GRPC_TARGET as the environment says now, else the configured default."""
     return os.environ.get(TARGET_ENV) or default_target()
-
-
-def command_token() -> str:
-    """CRYPTO_OPERATOR_TOKEN, else the first of CRYPTO_OPERATOR_TOKENS, else none."""
-    return os.environ.get(TOKEN_ENV) or next(iter(split_list(os.environ.get(TOKENS_ENV, ""))), "")
 
 
 @dataclass(frozen=True)
@@ -124,7 +117,7 @@ async def run_commands(requests: Sequence[CommandRequest], *, target: str | None
             except CommandClientError as exc:
                 return exc
 
-    client_token = command_token() if token is None else token
+    client_token = default_token() if token is None else token
     async with CryptoStreamingCommandClient.from_env(target or command_target(), client_token) as client:
         return list(await asyncio.gather(*(one(client, r, c) for r, c in zip(requests, commands, strict=True))))
 

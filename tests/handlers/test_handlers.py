@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.handlers.dispatch import Dispatcher
 from apps.crypto.grpc.services.handlers.lifecycle import client_connected, client_disconnected
 from apps.crypto.grpc.services.ingest.buffer import IngestBuffer
-from apps.crypto.grpc.services.proto.converters import CryptoProtobufConverter as convert
 from apps.crypto.models import (
     Client,
     ClientStatus,
@@ -29,6 +29,12 @@ from apps.crypto.models import (
 )
 
 from .conftest import Send, context
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
 
 
 def wallet(available: str = "1.5", locked: str = "0", **extra: object) -> pb2.WalletUpdate:
@@ -58,7 +64,7 @@ async def test_register_again_updates_in_place(send: Send, client_id: str) -> No
 
 async def test_wallet_update_upserts_one_row(send: Send, client_id: str) -> None:
     synced = datetime(2025, 5, 6, 7, 8, 9, tzinfo=UTC)
-    assert await send(wallet_update=wallet("1.5", "0.25", last_sync=convert.from_datetime(synced))) is None
+    assert await send(wallet_update=wallet("1.5", "0.25", last_sync=_timestamp(synced))) is None
     assert await send(wallet_update=wallet("7.125", "0.5")) is None
     rows = [w async for w in Wallet.objects.filter(client__client_id=client_id)]
     assert len(rows) == 1
@@ -76,7 +82,7 @@ async def test_full_precision_balance_survives_storage(send: Send, client_id: st
 
 async def test_wallet_last_sync_is_taken_from_the_payload(send: Send, client_id: str) -> None:
     synced = datetime(2025, 5, 6, 7, 8, 9, 500000, tzinfo=UTC)
-    await send(wallet_update=wallet(last_sync=convert.from_datetime(synced)))
+    await send(wallet_update=wallet(last_sync=_timestamp(synced)))
     row = await Wallet.objects.aget(client__client_id=client_id)
     assert row.last_sync == synced
 

@@ -17,7 +17,7 @@ from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.request import Request
 
 from apps.crypto.grpc.services.auth import OperatorTokens
-from apps.crypto.operator_commands import TOKENS_ENV
+from apps.crypto.grpc.services.commands.base_client import TOKENS_ENV
 from config.env import split_list
 
 logger = logging.getLogger(__name__)

@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+from config.env import read, read_fields
 
-
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value not in _TRUE | _FALSE:
-        raise ValueError(f"expected on/off, got {raw!r}")
-    return value in _TRUE
-
-
-def _parse_str(raw: str) -> str:
-    return raw.strip()
-
-
-# Optional CENTRIFUGO_* overrides: field name -> parser. Anything not listed keeps its default.
-_ENV_PARSERS: dict[str, Callable[[str], Any]] = {
-    "channel_pattern": _parse_str,
-    "all_channel": _parse_str,
-    "publish_commands": _parse_bool,
-    "publish_acks": _parse_bool,
-    "queue_size": int,
-    "batch_size": int,
-    "flush_interval": float,
-    "request_timeout": float,
-    "max_retries": int,
-    "backoff_base": float,
-    "backoff_max": float,
-    "breaker_threshold": int,
-    "breaker_cooldown": float,
-    "auth_retry_interval": float,
-    "close_timeout": float,
-}
+# Optional CENTRIFUGO_<FIELD> overrides, each parsed as the field's type. Anything not listed keeps its default.
+_ENV_FIELDS = ("channel_pattern", "all_channel", "publish_commands", "publish_acks", "queue_size", "batch_size",
+               "flush_interval", "request_timeout", "max_retries", "backoff_base", "backoff_max",
+               "breaker_threshold", "breaker_cooldown", "auth_retry_interval", "close_timeout")
 
 
 @dataclass(frozen=True)
@@ -78,8 +51,8 @@ class PublisherConfig:
     def from_env(cls, environ: Mapping[str, str]) -> "PublisherConfig":
         """Read CENTRIFUGO_API_URL / CENTRIFUGO_API_KEY plus optional CENTRIFUGO_<FIELD> overrides."""
         base = cls(
-            api_url=environ.get("CENTRIFUGO_API_URL", "").strip().rstrip("/"),
-            api_key=environ.get("CENTRIFUGO_API_KEY", "").strip(),
+            api_url=read(environ, "CENTRIFUGO_API_URL", str, "").strip().rstrip("/"),
+            api_key=read(environ, "CENTRIFUGO_API_KEY", str, "").strip(),
         )
         return replace(base, **_overrides(environ))
 
@@ -91,19 +64,9 @@ class PublisherConfig:
 
 
 def _overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for name, parse in _ENV_PARSERS.items():
-        env_name = "CENTRIFUGO_" + name.upper()
-        if env_name in environ:
-            found[name] = _parse_env(env_name, environ[env_name], parse)
-    return found
-
-
-def _parse_env(env_name: str, raw: str, parse: Callable[[str], Any]) -> Any:
-    try:
-        return parse(raw)
-    except ValueError as exc:
-        raise ValueError(f"{env_name}: {exc}") from None
+    names = {name: "CENTRIFUGO_" + name.upper() for name in _ENV_FIELDS}
+    found = read_fields(PublisherConfig, environ, names)
+    return {name: value.strip() if isinstance(value, str) else value for name, value in found.items()}
 
 
 def _validate_url(url: str) -> None:

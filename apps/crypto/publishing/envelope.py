@@ -17,10 +17,11 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from apps.crypto.limits import ID_MAX as MAX_CLIENT_ID_IN_CHANNEL
+
 ENVELOPE_FIELDS = ("type", "client_id", "message_id", "timestamp", "replica", "seq", "payload")
 EMPTY_PAYLOAD_TYPE = "empty"
 _UNSAFE_CHANNEL_CHARS = re.compile(r"[^A-Za-z0-9_.\-=@]")
-MAX_CLIENT_ID_IN_CHANNEL = 128
 
 
 class Kind(enum.Enum):

@@ -23,6 +23,8 @@ from typing import Protocol
 
 import grpc
 
+from apps.crypto.limits import ID_MAX as MAX_CLIENT_ID
+
 logger = logging.getLogger(__name__)
 
 API_KEY_HEADER = "x-api-key"
@@ -30,7 +32,6 @@ AUTHORIZATION_HEADER = "authorization"
 KEY_MARKER = "ck_"  # makes a leaked key recognisable to secret scanners and humans
 KEY_BYTES = 32
 PREFIX_CHARS = 10  # stored to recognise a key; fits ClientApiKey.prefix (max 12)
-MAX_CLIENT_ID = 128
 CACHE_TTL = 30.0  # seconds; upper bound for a revocation to reach new streams
 CACHE_SIZE = 10_000
 ANONYMOUS = "anonymous"

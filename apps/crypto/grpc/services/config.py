@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from config.env import ENV, Environment, parse_bool
+from config.env import ENV, Environment, read_fields
 
 MIB = 1024 * 1024
 
@@ -16,7 +16,6 @@ MIB = 1024 * 1024
 class CryptoStreamingConfig:
     """Defaults follow the architecture guide; times are seconds."""
 
-    service_name: str = "crypto"
     heartbeat_interval: float = 30.0
     heartbeat_timeout: float = 90.0
     enable_ping: bool = True
@@ -43,7 +42,6 @@ class CryptoStreamingConfig:
     ownership_refresh: float = 5.0
     redis_key_prefix: str = "crypto"
     redis_socket_timeout: float = 5.0
-    replica_heartbeat: float = 5.0
     keepalive_time_ms: int = 20_000
     keepalive_timeout_ms: int = 10_000
     max_connection_age_ms: int = 0  # 0: connections live as long as the client wants
@@ -51,7 +49,7 @@ class CryptoStreamingConfig:
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval", "heartbeat_timeout", "ping_interval", "ack_timeout", "send_timeout",
-                     "ownership_ttl", "ownership_refresh", "replica_heartbeat", "redis_socket_timeout"):
+                     "ownership_ttl", "ownership_refresh", "redis_socket_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("client_disconnect_grace", "shutdown_grace", "drain_window"):
@@ -76,15 +74,9 @@ class CryptoStreamingConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> "CryptoStreamingConfig":
-        """CRYPTO_<FIELD> for every field, plus the GRPC_* server options the Helm chart sets."""
-        values: dict[str, Any] = dict(overrides or {})
-        aliases = {f.name: f"CRYPTO_{f.name.upper()}" for f in fields(cls)}
-        aliases.update(GRPC_ALIASES)
-        for f in fields(cls):
-            raw = env.get(aliases[f.name])
-            if raw is not None and raw != "":
-                values[f.name] = _coerce(aliases[f.name], f.type, raw)
-        return cls(**values)
+        """CRYPTO_<FIELD> for every field, plus the GRPC_* server options the Helm chart sets; blank is unset."""
+        names = {f.name: GRPC_ALIASES.get(f.name, f"CRYPTO_{f.name.upper()}") for f in fields(cls)}
+        return cls(**{**(overrides or {}), **read_fields(cls, env, names, blank_is_unset=True)})
 
 
 GRPC_ALIASES = {
@@ -95,16 +87,6 @@ GRPC_ALIASES = {
     "max_connection_age_grace_ms": "GRPC_MAX_CONNECTION_AGE_GRACE_MS",
     "max_message_bytes": "GRPC_MAX_MESSAGE_BYTES",
 }
-_COERCE = {"float": float, "int": int, "str": str}
-
-
-def _coerce(name: str, type_name: Any, raw: str) -> Any:
-    if type_name == "bool":
-        return parse_bool(name, raw)
-    try:
-        return _COERCE[str(type_name)](raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a {type_name}, got {raw!r}") from None
 
 
 def load_config(**overrides: Any) -> CryptoStreamingConfig:

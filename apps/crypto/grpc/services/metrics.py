@@ -11,7 +11,6 @@ from prometheus_client.registry import Collector
 ACTIVE_STREAMS = Gauge("crypto_active_streams", "Client streams held by this replica")
 STREAMS_OPENED = Counter("crypto_streams_opened_total", "Client streams accepted")
 STREAMS_CLOSED = Counter("crypto_streams_closed_total", "Client streams ended, by reason", ["reason"])
-STREAMS_REFUSED = Counter("crypto_streams_refused_total", "Streams refused before opening, by status", ["code"])
 MESSAGES_IN = Counter("crypto_client_messages_total", "Client messages received, by payload type", ["type"])
 MESSAGES_REJECTED = Counter("crypto_client_messages_rejected_total", "Client messages refused, by payload type and cause",
                             ["type", "cause"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from . import metrics
 from .errors import NotServing, rpc_boundary
 from .bus.bus import DuplicateCommand
 from .bus.outcomes import Answer
+from .commands.base import stamp
 from .proto.validation import MAX_TEXT_CHARS, validate_client_id, validate_command
 from .runtime import Runtime
 from .streaming.stream import ConnectFlow, metadata_of
@@ -99,11 +99,7 @@ def prepare_command(request: pb2.SendCommandRequest, max_text_chars: int = MAX_T
     command = pb2.DjangoCommand()
     command.CopyFrom(request.command)
     command.retry = False
-    if not command.command_id:
-        command.command_id = uuid.uuid4().hex
-    if not command.HasField("timestamp"):
-        command.timestamp.GetCurrentTime()
-    return command
+    return stamp(command)
 
 
 def build_servicer(server: Any = None) -> CryptoStreamingService:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.crypto.grpc.services.auth import API_KEY_HEADER, issue_client_key, validate_client_id
+from apps.crypto.limits import ID_MAX
 
 
 class Command(BaseCommand):
@@ -14,7 +15,7 @@ class Command(BaseCommand):
             "only as a SHA-256 hash; the bot sends it as gRPC metadata 'x-api-key'.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("client_id", help="the bot's client_id (1-128 characters)")
+        parser.add_argument("client_id", help=f"the bot's client_id (1-{ID_MAX} characters)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         client_id = options["client_id"]

@@ -8,13 +8,14 @@ from typing import Any, Self
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2_grpc as pb2_grpc
-from config.env import ENV
+from config.env import ENV, split_list
 
 from ..config import CryptoStreamingConfig
 from .base import StreamingCommandClient
 from .sync import SyncCommandClient
 
 TOKEN_ENV = "CRYPTO_OPERATOR_TOKEN"
+TOKENS_ENV = "CRYPTO_OPERATOR_TOKENS"
 
 CommandResult = common_pb2.CommandAck | pb2.SendCommandResponse
 
@@ -25,8 +26,11 @@ def default_target() -> str:
 
 
 def default_token() -> str:
-    """CRYPTO_OPERATOR_TOKEN when set, else the first of CRYPTO_OPERATOR_TOKENS, else none."""
-    return os.environ.get(TOKEN_ENV) or next(iter(ENV.operator_tokens), "")
+    """CRYPTO_OPERATOR_TOKEN when set, else the first of CRYPTO_OPERATOR_TOKENS, else none.
+
+    Read from the environment on every call, so long-lived web processes and tests see changes.
+    """
+    return os.environ.get(TOKEN_ENV) or next(iter(split_list(os.environ.get(TOKENS_ENV, ""))), "")
 
 
 def default_ack_timeout() -> float:

@@ -17,12 +17,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from apps.crypto.limits import ID_MAX as CLIENT_ID_MAX
+
 from ..bulk import update_many
 from ..inbound import Refusal
 from ..ingest.plan import Part, Plan
 from ..proto.converters import CryptoProtobufConverter as convert
-
-CLIENT_ID_MAX: Final = 128  # models.Client.client_id max_length
 
 
 class ClientPkCache:

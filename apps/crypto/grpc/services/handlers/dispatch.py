@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol
 from django.db import DatabaseError
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.limits import REASON_MAX
 
 from ..inbound import MessageContext, Refusal, Rejected
 from ..ingest.plan import PayloadKind, Write
@@ -26,7 +27,6 @@ from .table import KINDS
 
 logger = logging.getLogger(__name__)
 
-REASON_MAX: Final = 512  # RejectedMessage.reason max_length
 EMPTY_PAYLOAD: Final = "empty payload"
 # (context, payload) -> True when the payload was recorded elsewhere and needs no storing here
 Forward = Callable[[MessageContext, Any], Awaitable[bool]]

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from apps.crypto.limits import ID_MAX, REASON_MAX
 from apps.crypto.models import RejectedMessage
 
 from ..inbound import Refusal
@@ -85,10 +87,9 @@ def _refused(write: Write, reason: str) -> list[Refusal]:
 
 def store_refusals(refusals: Iterable[Refusal]) -> None:
     """RejectedMessage rows; a bot's overlong ids are cut to the columns, never fail the batch."""
-    id_max, reason_max = (RejectedMessage._meta.get_field(name).max_length for name in ("client_id", "reason"))
     RejectedMessage.objects.bulk_create([
-        RejectedMessage(client_id=r.ctx.client_id[:id_max], message_id=r.ctx.message_id[:id_max],
-                        payload_type=r.kind, reason=r.reason[:reason_max]) for r in refusals])
+        RejectedMessage(client_id=r.ctx.client_id[:ID_MAX], message_id=r.ctx.message_id[:ID_MAX],
+                        payload_type=r.kind, reason=r.reason[:REASON_MAX]) for r in refusals])
 
 
 def _record_failures(refusals: list[Refusal]) -> None:

@@ -7,13 +7,9 @@ status values are the plain strings of models.ClientStatus.
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ...generated import common_pb2
@@ -33,7 +29,6 @@ _STATUS_FROM_PROTO: Final[dict[int, str]] = {
     common_pb2.CLIENT_STATUS_ERROR: "error",
     common_pb2.CLIENT_STATUS_STOPPED: "stopped",
 }
-_STATUS_TO_PROTO: Final[dict[str, int]] = {value: key for key, value in _STATUS_FROM_PROTO.items()}
 
 
 def _shown(raw: str) -> str:
@@ -53,16 +48,13 @@ def _digit_counts(whole: str, fraction: str, exponent_text: str | None) -> tuple
 
 
 class CryptoProtobufConverter:
-    """Namespace of the conversions the handlers and the command path share."""
-
-    @staticmethod
-    def parse_decimal(raw: str, field: str, *, allow_negative: bool = False) -> Decimal:
-        """A plain decimal string that fits DecimalField(38, 18) exactly; NaN, Infinity and huge exponents fail."""
-        return Decimal(CryptoProtobufConverter.decimal_text(raw, field, allow_negative=allow_negative))
+    """Namespace of the conversions the handlers share."""
 
     @staticmethod
     def decimal_text(raw: str, field: str, *, allow_negative: bool = False) -> str:
-        """parse_decimal's checks on the text alone: the Decimal is made later, once per stored row.
+        """A plain decimal literal that fits DecimalField(38, 18) exactly; NaN, Infinity and huge exponents fail.
+
+        Checked on the text alone: the Decimal is made later, once per stored row.
 
         Returns the literal unchanged (it is a valid Decimal literal), except that any zero becomes "0".
         """
@@ -94,37 +86,12 @@ class CryptoProtobufConverter:
             raise Rejected(f"{field}: timestamp out of range: seconds={ts.seconds} nanos={ts.nanos}") from None
 
     @staticmethod
-    def from_datetime(when: datetime) -> Timestamp:
-        """A Timestamp for an aware datetime; naive ones are refused rather than guessed."""
-        if when.tzinfo is None:
-            raise ValueError("naive datetime; pass an aware one")
-        ts = Timestamp()
-        ts.FromDatetime(when.astimezone(UTC))
-        return ts
-
-    @staticmethod
-    def set_timestamp(message: Message, when: datetime | None = None) -> Message:
-        """Stamp message.timestamp with `when` (default: now); returns the message for chaining."""
-        stamp = CryptoProtobufConverter.from_datetime(when or datetime.now(UTC))
-        message.timestamp.CopyFrom(stamp)  # type: ignore[attr-defined]
-        return message
-
-    @staticmethod
-    def generate_uuid() -> str:
-        return str(uuid.uuid4())
-
-    @staticmethod
     def status_from_proto(value: int, field: str = "status") -> str:
         """models.ClientStatus value for a wire enum; numbers from a newer contract are refused."""
         try:
             return _STATUS_FROM_PROTO[value]
         except KeyError:
             raise Rejected(f"{field}: unknown client status {value}") from None
-
-    @staticmethod
-    def status_to_proto(value: str) -> int:
-        """Wire enum for a models.ClientStatus value; server-only states (disconnected) map to UNKNOWN."""
-        return _STATUS_TO_PROTO.get(value, common_pb2.CLIENT_STATUS_UNKNOWN)
 
     @staticmethod
     def check_text(value: str, field: str, limit: int, *, required: bool = False) -> str:
@@ -136,21 +103,6 @@ class CryptoProtobufConverter:
         if "\x00" in value:
             raise Rejected(f"{field}: contains a NUL character")
         return value
-
-    @staticmethod
-    def command_kind(command: Message) -> str:
-        """Name of the set `command` oneof field (CommandRecord.kind); '' when none is set."""
-        return command.WhichOneof("command") or ""
-
-    @staticmethod
-    def command_payload_dict(command: Message) -> dict[str, Any]:
-        """The set command's fields as JSON-ready data (CommandRecord.payload), defaults included."""
-        kind = CryptoProtobufConverter.command_kind(command)
-        if not kind:
-            return {}
-        return MessageToDict(
-            getattr(command, kind), preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
 
 
 __all__ = ["CryptoProtobufConverter", "DECIMAL_PLACES", "INTEGER_DIGITS", "MAX_DIGITS"]

@@ -27,11 +27,12 @@ from typing import Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from apps.crypto.limits import ID_MAX as MAX_COMMAND_ID
+
 from ...generated import crypto_streaming_pb2 as pb2
 from ..auth import MAX_CLIENT_ID
 from ..config import CryptoStreamingConfig
 
-MAX_COMMAND_ID: Final = 128  # CommandRecord.command_id max_length
 MAX_TEXT_CHARS: Final[int] = CryptoStreamingConfig.max_text_chars  # 10,000, as models.MAX_TEXT
 MAX_SYMBOLS: Final = 1_000
 MAX_SYMBOL_CHARS: Final = 32  # Wallet.symbol max_length
