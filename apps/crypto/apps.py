@@ -8,14 +8,16 @@ class CryptoConfig(AppConfig):
     label = "crypto"
     verbose_name = "Crypto bots"
     default_auto_field = "django.db.models.BigAutoField"
-    # The replica's Runtime in this process: set by build_runtime (rungrpc), read by grpc_handlers().
-    # Typed Any so this module imports nothing of the service (apps/ stays free of import cycles).
+    # This process's replica: the Runtime (set by build_runtime) and the servicer over it (set by
+    # start_replica), read by handlers.grpc_handlers(). Typed Any so this module imports nothing of the
+    # service: the hook reaches up to the servicer without an import cycle.
     runtime: Any = None
+    servicer: Any = None
 
-    def replica_runtime(self) -> Any:
-        if self.runtime is None:
-            raise RuntimeError("no crypto runtime: build_runtime() must run before grpc_handlers()")
-        return self.runtime
+    def replica_servicer(self) -> Any:
+        if self.servicer is None:
+            raise RuntimeError("no crypto servicer: start_replica() must build it before grpc_handlers()")
+        return self.servicer
 
 
 def crypto_app() -> CryptoConfig:

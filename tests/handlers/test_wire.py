@@ -4,10 +4,12 @@ add_service registers every RPC of the contract from its descriptor."""
 from __future__ import annotations
 
 import grpc
+import pytest
 
+from apps.crypto.apps import crypto_app
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
-from apps.crypto.grpc_handlers import grpc_handlers
+from apps.crypto.grpc.services.handlers import grpc_handlers
 from apps.crypto.grpc.services.proto.wire import SERVICE, Malformed, add_service, method_handlers, safe_deserializer
 
 
@@ -71,6 +73,15 @@ def test_add_service_registers_generic_and_registered_handlers():
     assert isinstance(server.generic[0].service(details), grpc.RpcMethodHandler)
 
 
-def test_grpc_handlers_without_a_server_names_the_service_and_its_registration():
-    [(service, register)] = grpc_handlers(None)
+async def test_grpc_handlers_without_a_server_names_the_service_and_its_registration():
+    from tests.support.grpc_server import running_server
+
+    async with running_server(auth=False):
+        [(service, register)] = grpc_handlers(None)
     assert service.__name__ == "CryptoStreamingService" and register is add_service
+
+
+def test_grpc_handlers_before_a_replica_is_started_says_so(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(crypto_app(), "servicer", None)
+    with pytest.raises(RuntimeError, match="start_replica"):
+        grpc_handlers(None)

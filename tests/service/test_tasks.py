@@ -1,13 +1,10 @@
-"""TaskOwner keeps, reports and ends a replica's background tasks; the app config holds the runtime."""
+"""TaskOwner keeps, reports and ends a replica's background tasks."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-import pytest
-
-from apps.crypto.apps import crypto_app
 from apps.crypto.grpc.services.tasks import TaskOwner
 
 
@@ -48,15 +45,3 @@ async def test_eager_spawn_runs_until_the_first_await_at_once():
 
     TaskOwner().spawn(work(), "eager", eager=True)
     assert started == [True]
-
-
-def test_servicer_without_a_built_runtime_says_so():
-    from apps.crypto.grpc.services.server import build_servicer
-
-    app = crypto_app()
-    saved, app.runtime = app.runtime, None
-    try:
-        with pytest.raises(RuntimeError, match="build_runtime\\(\\) must run before grpc_handlers"):
-            build_servicer()
-    finally:
-        app.runtime = saved

@@ -200,4 +200,4 @@ def forget_runtime(runtime: Runtime) -> None:
     """A closed runtime is no longer the one grpc_handlers() would serve."""
     app = crypto_app()
     if app.runtime is runtime:
-        app.runtime = None
+        app.runtime = app.servicer = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
@@ -18,6 +17,7 @@ from .bus.bus import DuplicateCommand
 from .bus.outcomes import Answer
 from .commands.base import stamp
 from .proto.validation import MAX_TEXT_CHARS, validate_client_id, validate_command
+from .records import ack_outcome
 from .runtime import Runtime
 from .streaming.stream import ConnectFlow, metadata_of
 
@@ -66,8 +66,8 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         return ack
 
     def _observe(self, command: pb2.DjangoCommand, answer: Answer, elapsed: float) -> None:
-        outcome = "acked" if answer.ack.success else ("timed_out" if answer.timed_out else "failed")
-        metrics.COMMANDS.labels("execute", command.WhichOneof("command"), outcome).inc()
+        outcome = ack_outcome(answer.ack.success, answer.timed_out)
+        metrics.COMMANDS.labels("execute", command.WhichOneof("command"), outcome.value).inc()
         if answer.from_stream:
             route = "same" if answer.delivery.routed_to == self.rt.replica_id else "cross"
             metrics.ACK_LATENCY.labels(route).observe(elapsed)
@@ -101,9 +101,3 @@ def prepare_command(request: pb2.SendCommandRequest, max_text_chars: int = MAX_T
     command.retry = False
     return stamp(command)
 
-
-def build_servicer(server: Any = None) -> CryptoStreamingService:
-    """The servicer over the runtime built for this process, which the crypto app config holds."""
-    from apps.crypto.apps import crypto_app
-
-    return CryptoStreamingService(crypto_app().replica_runtime())

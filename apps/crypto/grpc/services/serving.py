@@ -15,9 +15,12 @@ from django.apps import apps
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from apps.crypto.apps import crypto_app
+
 from .config import CryptoStreamingConfig
 from .metrics import serve_metrics
 from .runtime import SERVICE_NAME, Runtime, build_runtime
+from .server import CryptoStreamingService
 
 logger = logging.getLogger(__name__)
 HANDLER_MODULES = ("{app}.grpc.services.handlers", "{app}.grpc_handlers")
@@ -75,6 +78,7 @@ def discover_handlers() -> Iterator[Any]:
 async def start_replica(host: str, port: int, config: CryptoStreamingConfig, reflect: bool = False,
                         **parts: Any) -> Replica:
     runtime = build_runtime(config, **parts)
+    crypto_app().servicer = CryptoStreamingService(runtime)  # what handlers.grpc_handlers() registers
     server = grpc.aio.server(options=server_options(config))
     for register in discover_handlers():
         register(server)
