@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import pytest
 
+from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.services.handlers.clients import KNOWN_CLIENTS
 from apps.crypto.grpc.services.handlers.dispatch import Dispatcher
 from apps.crypto.grpc.services.handlers.table import KINDS
 from apps.crypto.grpc.services.ingest.buffer import IngestBuffer
@@ -125,3 +127,22 @@ async def test_cancellation_propagates(dispatch: Dispatcher, ingest: IngestBuffe
     await ingest.settle()
     assert not await RejectedMessage.objects.filter(client_id=client_id).aexists()
     assert not await LogEntry.objects.filter(client__client_id=client_id).aexists()
+
+
+async def test_an_ack_is_forwarded_without_a_client_lookup(ingest: IngestBuffer) -> None:
+    """An ack never touches the Client row: a waiting caller gets it even when that row is not cached
+    (a fleet larger than the cache) and without a database round trip on the ack's path."""
+    forwarded: list[str] = []
+
+    async def forward(ctx, ack) -> bool:
+        forwarded.append(ack.command_id)
+        return True  # a waiting caller's replica records it
+
+    client_id = f"bot-{uuid.uuid4()}"
+    dispatch = Dispatcher(ingest, {"command_ack": forward})
+    ack = common_pb2.CommandAck(command_id="c-1", success=True)
+    assert await dispatch(context(client_id), pb2.ClientMessage(command_ack=ack)) is None
+    await ingest.settle()
+    assert forwarded == ["c-1"]
+    assert KNOWN_CLIENTS.get(client_id) is None
+    assert not await Client.objects.filter(client_id=client_id).aexists()

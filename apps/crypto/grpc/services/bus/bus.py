@@ -58,7 +58,8 @@ class CommandBus:
         self.sessions: dict[str, StreamSession] = {}
         self.detaching = 0  # streams releasing their claims right now (shutdown waits for them)
         self._pending: dict[str, Pending] = {}
-        self._replies = (tasks or TaskOwner("bus")).scope("replies")  # answers that must go out even if their stream ends
+        # answers that must go out even if their stream ends
+        self._replies = (tasks or TaskOwner("bus")).scope("replies")
         self._expired: OrderedDict[str, None] = OrderedDict()  # awaited commands that timed out, newest last
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,

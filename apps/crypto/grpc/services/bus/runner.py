@@ -32,7 +32,7 @@ class BusRunner:
         self._ever_subscribed = False
         owner = tasks or TaskOwner("bus")
         self._loops = owner.scope("loops")  # listener and upkeep: cancelled on close
-        self._handling = owner.scope("replies")  # follow-ups being published: awaited on close
+        self._handling = owner.scope("follow-ups")  # follow-ups being published: awaited on close
 
     async def start(self) -> None:
         """Subscribe before serving, so no command routed to us is missed."""

@@ -88,4 +88,4 @@ def store(plan: Plan) -> list[Refusal]:
     return refused
 
 
-COMMAND_ACK = PayloadKind(AckWrite.kind, store, check=check, fold=fold)
+COMMAND_ACK = PayloadKind(AckWrite.kind, store, check=check, fold=fold, needs_client_pk=False)

@@ -48,7 +48,8 @@ class Dispatcher:
         kind = message.WhichOneof("payload") or ""
         try:
             payload_kind = _kind_of(kind)
-            pk = KNOWN_CLIENTS.get(ctx.client_id) or await client_pk(ctx.client_id)
+            pk = (KNOWN_CLIENTS.get(ctx.client_id) or await client_pk(ctx.client_id)
+                  if payload_kind.needs_client_pk else 0)
             payload = getattr(message, kind)
             write = payload_kind.check(ctx, pk, payload)
         except Rejected as exc:

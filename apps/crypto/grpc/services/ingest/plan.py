@@ -53,11 +53,13 @@ class Part:
 class PayloadKind(Part):
     """A ClientMessage payload's whole path: check (pure, raises Rejected), fold into a batch, store.
 
-    `check(ctx, client_pk, payload)` returns the write the buffer holds.
+    `check(ctx, client_pk, payload)` returns the write the buffer holds. A kind that never touches the
+    Client row (an ack) sets `needs_client_pk=False`: it then gets 0 and costs no client lookup.
     """
 
     check: Callable[[MessageContext, int, Any], Write] = field(kw_only=True)
     fold: Callable[[Plan, Any], None] = field(kw_only=True)
+    needs_client_pk: bool = field(default=True, kw_only=True)
 
 
 def nothing_to_store(plan: Plan) -> list[Refusal]:
