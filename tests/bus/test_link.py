@@ -26,7 +26,7 @@ async def test_claim_epochs_grow_and_report_the_previous_owner(server):
     a, b = link_for(server, "A"), link_for(server, "B")
     first = await a.claim("c1")
     second = await b.claim("c1")
-    assert second.epoch == first.epoch + 1
+    assert second.epoch > first.epoch  # fencing: a newer claim always has a higher epoch
     assert second.previous == m.Owner("A", first.epoch)
     assert await a.owner("c1") == m.Owner("B", second.epoch)
 
@@ -36,21 +36,48 @@ async def test_every_key_written_has_a_ttl(server):
     claim = await a.claim("c1")
     await a.route("c1", "cmd1", "envelope", ack_wait=5)
     await a.settle_ack("cmd1", "c1", "", "envelope")
-    await a.beat(a_presence := {"c1": {"client_id": "c1", "replica": "A"}}, 10, 10)
+    await a.post_listing("req1", "{}")
     await a.release("c1", claim.epoch, grace=True)
     await a.hold("c1", "envelope")
     redis = a.redis
     keys = await redis.keys("t:*")
-    assert keys and a_presence
+    assert len(keys) >= 4
     for key in keys:
         assert await redis.pttl(key) > 0, key
+
+
+async def test_upkeep_state_is_one_key_per_client_and_one_lease_per_replica(server):
+    """What a connected client costs in Redis: its owner key, nothing else (no epoch, no presence)."""
+    a, b = link_for(server, "A"), link_for(server, "B")
+    for n in range(50):
+        await (a if n % 2 else b).claim(f"c{n}")
+    await a.beat(25)
+    await b.beat(25)
+    keys = sorted(k.decode() for k in await a.redis.keys("t:*"))
+    assert len(keys) == 51 and "t:replicas" in keys
+    assert set(await a.redis.hkeys("t:replicas")) == {b"A", b"B"}
+    await a.retire()
+    assert set(await a.redis.hkeys("t:replicas")) == {b"B"}
+
+
+def test_every_key_of_a_client_shares_its_hash_tag():
+    """One hash slot per client on a Redis Cluster: each Lua script touches keys of one client."""
+    from redis.crc import key_slot
+
+    k = Keys("t")
+    for client in ("c1", "bot-7", "we{ird}", "}x", "{"):
+        slots = {key_slot(key.encode()) for key in (k.owner(client), k.held(client), k.recent(client),
+                                                    k.ack_wait(client, "cmd"), k.ack_result(client, "cmd"))}
+        assert len(slots) == 1, client
+    with pytest.raises(ValueError, match="hash tags"):
+        Keys("bad{prefix}")
 
 
 async def test_refresh_keeps_detects_takeover_and_reclaims_after_loss(server):
     a, b = link_for(server, "A"), link_for(server, "B")
     claim = await a.claim("c1")
     assert await a.refresh([("c1", claim.epoch)]) == [Refresh(RefreshStatus.KEPT)]
-    await a.redis.delete("t:owner:c1")  # as after a Redis restart
+    await a.redis.delete("t:owner:{c1}")  # as after a Redis restart
     [reclaimed] = await a.refresh([("c1", claim.epoch)])
     assert reclaimed.status is RefreshStatus.RECLAIMED and reclaimed.epoch > claim.epoch
     assert await a.owner("c1") == m.Owner("A", reclaimed.epoch)
@@ -105,7 +132,7 @@ async def test_ack_recorded_once_and_routed_to_waiter(server):
     await a.route("c1", "cmd1", "cmd-envelope", ack_wait=5)
     async with a.redis.pubsub() as sub:
         await sub.subscribe("t:chan:A")
-        assert await b.settle_ack("cmd1", "c2", "", "x") == Settlement(foreign=True)  # another client's command
+        assert await b.settle_ack("cmd1", "c2", "", "x") == Settlement("", 0)  # another client's: not its wait
         assert await b.settle_ack("cmd1", "c1", "", "ack-envelope") == Settlement("A", 1)
         assert await b.settle_ack("cmd1", "c1", "A", "again") == Settlement(duplicate=True)  # not published
         assert await published(sub) == ["ack-envelope"]
@@ -146,10 +173,10 @@ async def test_route_publishes_to_the_owner_in_one_call(server):
         route = await a.route("c1", "cmd1", "cmd-envelope", ack_wait=5)
         assert route == Route(m.Owner("B", claim.epoch), 1)
         assert await published(sub) == ["cmd-envelope"]
-    assert await a.redis.get("t:ackwait:cmd1") == b"A\nc1"
+    assert await a.redis.get("t:ackwait:{c1}:cmd1") == b"A"
     await link_for(server, "C").claim("c2")
     assert (await a.route("c2", "cmd2", "x")).receivers == 0  # nobody listens on C's channel
-    assert await a.redis.get("t:ackwait:cmd2") is None  # not awaited: no ack wait recorded
+    assert await a.redis.get("t:ackwait:{c2}:cmd2") is None  # not awaited: no ack wait recorded
 
 
 async def test_route_publishes_nothing_without_a_remote_owner(server):
@@ -190,7 +217,7 @@ def test_envelope_round_trip_and_rejects_garbage():
 def test_envelope_kinds_keep_their_wire_values():
     """Replicas of different versions talk during a rollout: these strings must never change."""
     assert {k.name: k.value for k in m.EnvelopeKind} == {
-        "COMMAND": "cmd", "DELIVERED": "dlv", "UNDELIVERABLE": "nodlv", "ACK": "ack", "EVICT": "evict"}
+        "COMMAND": "cmd", "DELIVERED": "dlv", "UNDELIVERABLE": "nodlv", "ACK": "ack", "EVICT": "evict", "LIST": "list"}
     decoded = m.decode(m.encode(m.Envelope(m.EnvelopeKind.EVICT, epoch=3)))
     assert decoded.kind is m.EnvelopeKind.EVICT
     assert '"kind":"evict"' in m.encode(decoded)

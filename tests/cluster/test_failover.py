@@ -11,6 +11,7 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2
 
+from apps.crypto.grpc.services.bus.keys import Keys
 from tests.cluster.test_routing import connect, wait_routable
 from tests.support.cluster import OPERATOR_TOKEN, ROOT, health_status
 from tests.support.operator import Operator
@@ -54,14 +55,14 @@ async def test_owner_killed_commands_fail_fast_or_follow_the_client(cluster, red
         victim.kill()
         assert await bot.ended() in CRASH_ENDINGS, bot.details
         execute = asyncio.create_task(operator.execute(cluster[0].target, bot.client_id, "after-kill", timeout=15))
-        await eventually(lambda: redis_server.client().get(f"crypto:owner:{bot.client_id}") is None,
+        await eventually(lambda: redis_server.client().get(Keys().owner(bot.client_id)) is None,
                          timeout=3, message="stale claim cleaned")
         back = RawBot(cluster[2].target, bot.client_id, bot.api_key)
         await back.__aenter__()
         back.send(heartbeat(bot.client_id))
         ack = await execute
         assert ack.success and ack.command_id == "after-kill", ack.error
-        owner = redis_server.client().get(f"crypto:owner:{bot.client_id}").decode()
+        owner = redis_server.client().get(Keys().owner(bot.client_id)).decode()
         assert owner.startswith(cluster[2].replica_id + "|")
         await back.__aexit__()
     finally:

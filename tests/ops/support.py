@@ -17,6 +17,7 @@ from django.test import Client as HttpClient
 
 from apps.crypto import live
 from apps.crypto.grpc.services.bus import cluster_view
+from apps.crypto.grpc.services.bus.keys import Keys
 from apps.crypto.models import Client, CommandRecord
 from config.env import ENV
 from tests.support.grpc_server import RunningServer
@@ -73,7 +74,7 @@ async def owned_in_redis(url: str, client_id: str, prefix: str = "crypto") -> No
     """Wait until the client's claim is in the shared Redis: from then on any replica routes to it."""
     redis = aioredis.Redis.from_url(url)
     try:
-        await eventually(lambda: redis.exists(f"{prefix}:owner:{client_id}"), message=f"{client_id} claimed")
+        await eventually(lambda: redis.exists(Keys(prefix).owner(client_id)), message=f"{client_id} claimed")
     finally:
         await redis.aclose()
 

@@ -18,8 +18,7 @@ from .ports import free_port
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_TOKEN = "cluster-operator-token"
 FAST_ENV = {
-    "CRYPTO_OWNERSHIP_REFRESH": "0.5",
-    "CRYPTO_OWNERSHIP_TTL": "2",
+    "CRYPTO_REPLICA_BEAT_INTERVAL": "1",
     "CRYPTO_CLIENT_DISCONNECT_GRACE": "3",
     "CRYPTO_DRAIN_WINDOW": "1",
     "GRPC_SHUTDOWN_GRACE": "8",

@@ -38,8 +38,12 @@ class CryptoStreamingConfig:
     command_id_ttl: float = 86_400.0  # a caller-chosen command_id is refused as "in use" for this long
     shutdown_grace: float = 20.0  # SIGTERM to exit, at most
     drain_window: float = 3.0  # streams are ended spread over this window on drain
-    ownership_ttl: float = 15.0
-    ownership_refresh: float = 5.0
+    # Owner keys live long and cost nothing per beat: a replica's liveness is its subscription and its
+    # lease. The audit re-checks every local claim in one batch and extends the TTL; the TTL only
+    # bounds how long a killed replica's claims linger unrouted-to in Redis.
+    ownership_ttl: float = 3600.0
+    ownership_refresh: float = 600.0  # the audit's interval
+    replica_beat_interval: float = 5.0  # a replica's lease in the fleet-wide hash, one call each time
     redis_key_prefix: str = "crypto"
     redis_socket_timeout: float = 5.0
     keepalive_time_ms: int = 20_000
@@ -49,7 +53,7 @@ class CryptoStreamingConfig:
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval", "heartbeat_timeout", "ping_interval", "ack_timeout", "send_timeout",
-                     "ownership_ttl", "ownership_refresh", "redis_socket_timeout"):
+                     "ownership_ttl", "ownership_refresh", "replica_beat_interval", "redis_socket_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("client_disconnect_grace", "shutdown_grace", "drain_window"):

@@ -19,7 +19,7 @@ from config.env import ENV, Environment
 from . import metrics
 from .auth import Authenticator
 from .bus.bus import CommandBus
-from .bus.connect import build_redis
+from .bus.connect import connect_bus_redis
 from .bus.keys import Keys
 from .bus.link import BusUnavailable, RedisLink
 from .bus.runner import BusRunner
@@ -163,9 +163,10 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     from .handlers.dispatch import Dispatcher
     from .handlers.table import PARTS
 
-    redis = build_redis(env.redis_url, config.redis_socket_timeout)
+    bus_redis = connect_bus_redis(env.redis_url, config.redis_socket_timeout)
+    redis = bus_redis.client
     link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
-                     config.client_disconnect_grace)
+                     config.client_disconnect_grace, sharded=bus_redis.sharded)
     publisher_config = PublisherConfig.from_env({  # CENTRIFUGO_* env vars win over the streaming config
         "CENTRIFUGO_CHANNEL_PATTERN": config.centrifugo_channel_pattern,
         "CENTRIFUGO_ALL_CHANNEL": config.centrifugo_publish_all_channel,
@@ -177,7 +178,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     ingest = build_ingest_buffer(config, PARTS, forget_client)
     runtime = Runtime(
         config=config, env=env, bus=bus, tasks=tasks,
-        runner=BusRunner(bus, redis, config.ownership_refresh, config.ownership_ttl, lambda ok: None,
+        runner=BusRunner(bus, redis, config.replica_beat_interval, config.ownership_refresh, lambda ok: None,
                          tasks.scope("bus")),
         publisher=parts.pop("publisher", None) or build_publisher(publisher_config, env.replica_id,
                                                                   tasks.scope("publisher").spawn),

@@ -11,6 +11,7 @@ when it reconnects anywhere.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -64,7 +65,7 @@ class CommandBus:
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,
                           Kind.UNDELIVERABLE: self._on_delivery, Kind.ACK: self._on_ack_envelope,
-                          Kind.EVICT: self._on_evict}
+                          Kind.EVICT: self._on_evict, Kind.LIST: self._on_list}
 
     # streams -----------------------------------------------------------------
     async def attach(self, session: StreamSession) -> None:
@@ -153,9 +154,8 @@ class CommandBus:
         settled = await asyncio.shield(self._owned(settle))  # the ack is out of inflight: it must get through
         if settled is None:
             return False
-        if settled.duplicate or settled.foreign:
-            logger.info("bus.ack_ignored client_id=%s command_id=%s why=%s", client_id, ack.command_id,
-                        "duplicate" if settled.duplicate else "foreign")
+        if settled.duplicate:
+            logger.info("bus.ack_ignored client_id=%s command_id=%s why=duplicate", client_id, ack.command_id)
         return settled.duplicate or settled.receivers > 0
 
     async def _settle(self, command_id: str, client_id: str, reply_to: str, envelope: str) -> Settlement | None:
@@ -333,6 +333,11 @@ class CommandBus:
             session.close(TAKEOVER)
         return None
 
+    def _on_list(self, envelope: m.Envelope) -> FollowUp:
+        """A cluster view asks: push our clients to its listing (one reply per replica, not per client)."""
+        payload = json.dumps({"replica": self.me, "clients": list(self.presences().values())})
+        return self.link.post_listing(envelope.command_id, payload)
+
     def _resolve_ack(self, ack: common_pb2.CommandAck, sender: str) -> None:
         """Answer the waiting caller; the ack also confirms a delivery it may still wait on
         (a held command taken by a new owner, for instance)."""
@@ -363,7 +368,8 @@ class CommandBus:
 
     # ownership upkeep ----------------------------------------------------------
     async def refresh_claims(self) -> None:
-        """Keep our claims alive; a taken claim ends its stream, a vanished one is re-claimed."""
+        """The audit (rare, batched) and recovery after a Redis outage: a taken claim ends its stream,
+        a vanished one is re-claimed, the others get their long TTL extended."""
         sessions = [s for s in self.sessions.values() if s.epoch and not s.closed]
         results = await self.link.refresh((s.client_id, s.epoch) for s in sessions)
         for session, result in zip(sessions, results):

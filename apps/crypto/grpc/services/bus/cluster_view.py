@@ -1,22 +1,34 @@
-"""Read-only cluster view for operators: live clients and replicas, from Redis presence keys."""
+"""Read-only cluster view for operators: live replicas from their leases, clients from the replicas.
+
+Nothing is kept in Redis per client for this: the view asks every live replica over the bus (one
+LIST envelope each, as Socket.IO's fetchSockets does), and each pushes its clients to a short-lived
+list that the view reads back. A replica that does not answer in time is missing from the view.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from config.env import ENV
 
 from ..config import load_config
-from .connect import build_redis
+from .connect import connect_bus_redis
 from .keys import Keys
+from .link import LEASE_FORGOTTEN, RedisLink, new_request_id
+from .messages import Envelope, EnvelopeKind
+
+ANSWER_TIMEOUT = 2.0  # how long the view waits for the replicas' answers
+LEASE_BEATS = 3  # a lease not renewed for this many beats belongs to a replica that is gone
 
 
 @dataclass(frozen=True)
 class ClientPresence:
-    """One connected client as operators see it, parsed from its presence hash."""
+    """One connected client as operators see it, as its replica reported it."""
 
     client_id: str
     replica: str
@@ -24,29 +36,57 @@ class ClientPresence:
     last_heartbeat: datetime
 
 
-def _ts(raw: bytes | str) -> datetime:
+def _ts(raw: str | float) -> datetime:
     return datetime.fromtimestamp(float(raw), UTC)
 
 
-async def fetch_cluster_view() -> tuple[list[ClientPresence], list[dict[str, object]]]:
+async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT) -> tuple[list[ClientPresence], list[dict[str, Any]]]:
     """Every connected client (with its replica) and every live replica."""
     config = load_config()
-    keys, redis = Keys(config.redis_key_prefix), build_redis(ENV.redis_url, config.redis_socket_timeout)
+    bus_redis = connect_bus_redis(ENV.redis_url, config.redis_socket_timeout)
+    link = RedisLink(bus_redis.client, Keys(config.redis_key_prefix), f"view-{new_request_id()[:8]}",
+                     config.ownership_ttl, grace=0, sharded=bus_redis.sharded)
     try:
-        clients = [await redis.hgetall(key) async for key in _scan(redis, keys.presence_pattern())]
-        replicas = [json.loads(await redis.get(key) or "{}") async for key in _scan(redis, keys.replica_pattern())]
+        replicas = await live_leases(link, LEASE_BEATS * config.replica_beat_interval)
+        answers = await ask_replicas(link, [r["replica"] for r in replicas], timeout)
     finally:
-        await redis.aclose()
-    rows = [ClientPresence(h[b"client_id"].decode(), h[b"replica"].decode(), _ts(h[b"connected_at"]),
-                           _ts(h[b"last_heartbeat"])) for h in clients if h]
-    return sorted(rows, key=lambda r: r.client_id), [r for r in replicas if r]
+        await bus_redis.aclose()
+    rows = [ClientPresence(c["client_id"], c["replica"], _ts(c["connected_at"]), _ts(c["last_heartbeat"]))
+            for answer in answers for c in answer.get("clients", [])]
+    return sorted(rows, key=lambda r: r.client_id), replicas
 
 
-async def _scan(redis, pattern: str):
-    async for key in redis.scan_iter(match=pattern, count=500):
-        yield key
+async def live_leases(link: RedisLink, max_age: float) -> list[dict[str, Any]]:
+    """Leases renewed within max_age; ones older than LEASE_FORGOTTEN (killed replicas) are removed."""
+    raw = await link.redis.hgetall(link.keys.replicas())
+    now, live, forgotten = time.time(), [], []
+    for field, value in raw.items():
+        lease = json.loads(value)
+        age = now - float(lease.get("at", 0))
+        if age <= max_age:
+            live.append(lease)
+        elif age > LEASE_FORGOTTEN:
+            forgotten.append(field)
+    if forgotten:
+        await link.redis.hdel(link.keys.replicas(), *forgotten)
+    return sorted(live, key=lambda lease: lease["replica"])
 
 
-def cluster_view() -> tuple[list[ClientPresence], list[dict[str, object]]]:
+async def ask_replicas(link: RedisLink, replicas: list[str], timeout: float) -> list[dict[str, Any]]:
+    """One LIST envelope per replica; the answers that arrive within timeout."""
+    request = new_request_id()
+    envelope = Envelope(EnvelopeKind.LIST, command_id=request, sender=link.replica_id)
+    reached = sum([await link.publish(replica, envelope) > 0 for replica in replicas])
+    key, answers = link.keys.listing(request), []
+    until = time.monotonic() + timeout
+    while len(answers) < reached and (left := until - time.monotonic()) > 0:
+        popped = await link.redis.blpop([key], timeout=min(left, 1.0))
+        if popped:
+            answers.append(json.loads(popped[1]))
+    await link.redis.delete(key)
+    return answers
+
+
+def cluster_view() -> tuple[list[ClientPresence], list[dict[str, Any]]]:
     """Sync entry point for management commands and the admin."""
     return asyncio.run(fetch_cluster_view())

@@ -1,8 +1,10 @@
-"""Build the bus's Redis client: a real server from REDIS_URL, else the in-process stand-in."""
+"""Build the bus's Redis client from REDIS_URL: one server, or the in-process stand-in when unset."""
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -13,12 +15,30 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 _EMBEDDED: dict[str, object] = {}
 
 
+@dataclass(frozen=True)
+class BusRedis:
+    """The client the bus runs on, and whether it is a cluster (sharded pub/sub, one slot per script)."""
+
+    client: Any
+    sharded: bool = False
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def connect_bus_redis(url: str, socket_timeout: float) -> BusRedis:
+    return BusRedis(build_redis(url, socket_timeout))
+
+
 def build_redis(url: str, socket_timeout: float) -> Redis:
     """Explicit timeouts, TCP keepalive, health checks and a bounded retry policy."""
     if not url:
         return embedded_redis()
-    return Redis.from_url(
-        url,
+    return Redis.from_url(url, **_client_options(socket_timeout))
+
+
+def _client_options(socket_timeout: float) -> dict[str, Any]:
+    return dict(
         socket_timeout=socket_timeout,
         socket_connect_timeout=min(socket_timeout, 2.0),
         socket_keepalive=True,

@@ -1,8 +1,20 @@
-"""Redis key and channel names: one one-line builder each, all under a configurable prefix."""
+"""Redis key and channel names: one one-line builder each, all under a configurable prefix.
+
+Every key about one client carries the client's hash tag, and command-scoped keys carry the tag of
+the client the command is for: each Lua script then touches one hash slot, as Redis Cluster requires.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+
+def client_tag(client_id: str) -> str:
+    """The `{...}` hash tag of a client's keys; ids holding braces get a digest (a tag cannot hold them)."""
+    if "{" in client_id or "}" in client_id:
+        return "{" + hashlib.sha1(client_id.encode()).hexdigest()[:16] + "}"
+    return "{" + client_id + "}"
 
 
 @dataclass(frozen=True)
@@ -11,41 +23,36 @@ class Keys:
 
     prefix: str = "crypto"
 
-    def owner(self, client_id: str) -> str:  # "replica|epoch", TTL ownership_ttl
-        return f"{self.prefix}:owner:{client_id}"
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError("redis_key_prefix must not contain '{' or '}' (they are Redis Cluster hash tags)")
 
-    def epoch(self, client_id: str) -> str:  # fencing counter, TTL EPOCH_TTL_MS
-        return f"{self.prefix}:epoch:{client_id}"
+    def owner(self, client_id: str) -> str:  # "replica|epoch", TTL ownership_ttl (extended by the audit)
+        return f"{self.prefix}:owner:{client_tag(client_id)}"
 
     def held(self, client_id: str) -> str:  # commands held during the grace window, TTL grace
-        return f"{self.prefix}:held:{client_id}"
+        return f"{self.prefix}:held:{client_tag(client_id)}"
 
     def recent(self, client_id: str) -> str:  # "was connected lately", TTL grace
-        return f"{self.prefix}:recent:{client_id}"
+        return f"{self.prefix}:recent:{client_tag(client_id)}"
 
-    def presence(self, client_id: str) -> str:  # cluster view hash, TTL ownership_ttl
-        return f"{self.prefix}:presence:{client_id}"
+    def ack_wait(self, client_id: str, command_id: str) -> str:  # replica waiting for this ack, TTL its wait
+        return f"{self.prefix}:ackwait:{client_tag(client_id)}:{command_id}"
 
-    def ack_wait(self, command_id: str) -> str:  # replica waiting for this ack, TTL its wait
-        return f"{self.prefix}:ackwait:{command_id}"
-
-    def ack_result(self, command_id: str) -> str:  # 1-byte marker of a forwarded ack, spots duplicates
-        return f"{self.prefix}:ackres:{command_id}"
+    def ack_result(self, client_id: str, command_id: str) -> str:  # 1-byte marker of a forwarded ack
+        return f"{self.prefix}:ackres:{client_tag(client_id)}:{command_id}"
 
     def command_id(self, command_id: str) -> str:  # a caller-chosen command_id in use, TTL command_id_ttl
         return f"{self.prefix}:cmdid:{command_id}"
 
-    def replica(self, replica_id: str) -> str:  # replica heartbeat, TTL 3 beats
-        return f"{self.prefix}:replica:{replica_id}"
+    def replicas(self) -> str:  # hash: replica id -> JSON lease {"at", "clients", ...}, one key for the fleet
+        return f"{self.prefix}:replicas"
 
-    def channel(self, replica_id: str) -> str:  # pub/sub channel a replica listens on
+    def listing(self, request_id: str) -> str:  # list the replicas push their clients to, TTL LISTING_TTL
+        return f"{self.prefix}:listing:{request_id}"
+
+    def channel(self, replica_id: str) -> str:  # (sharded) pub/sub channel a replica listens on
         return self.channel_prefix() + replica_id
 
     def channel_prefix(self) -> str:  # scripts that publish build the channel from an owner value
         return f"{self.prefix}:chan:"
-
-    def presence_pattern(self) -> str:
-        return f"{self.prefix}:presence:*"
-
-    def replica_pattern(self) -> str:
-        return f"{self.prefix}:replica:*"

@@ -1,13 +1,22 @@
 """The only Redis I/O of the bus: scripts, publish, presence. Errors surface as BusUnavailable.
 
 Multi-key steps run as Lua, so each is atomic inside Redis; each script sits above the method that
-runs it. Owner values are "replica|epoch"; the epoch grows on every claim (fencing).
+runs it, and touches only keys of one client (one hash slot, for Redis Cluster). Owner values are
+"replica|epoch"; the epoch is the claim's Redis time in ms, and always above the replaced claim's
+(fencing). On a cluster (sharded) the scripts publish nothing: pub/sub channels hash to other slots,
+so the link sends the SPUBLISH itself, right after.
+
+Upkeep cost grows with replicas, not clients: owner keys live long (ownership_ttl, extended by a rare
+batched audit), a replica's liveness is its subscription (a publish's receiver count, 0 once it is
+gone) and its lease in one fleet-wide hash, and listings ask the replicas themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -19,9 +28,12 @@ from redis.exceptions import RedisError
 from .keys import Keys
 from .messages import Envelope, Owner, encode
 
-EPOCH_TTL_MS = 7 * 24 * 3600 * 1000
 ACK_RESULT_TTL_MS = 10 * 60 * 1000
 HELD_SLACK_MS = 5000  # held lists outlive the grace window by this, for withdrawals
+LISTING_TTL_MS = 30_000  # a listing's replies, kept this long for a slow reader
+LEASE_FORGOTTEN = 3600.0  # a replica lease this old (a killed replica) is removed by the next reader
+CLUSTER_FANOUT = 64  # scripts in flight at once when refreshing claims on a cluster (no pipelines there)
+NOT_PUBLISHED = -2  # a script's receiver count when it left the publish to the link (sharded)
 
 
 class BusUnavailable(Exception):
@@ -43,7 +55,6 @@ class Settlement:
     waiter: str = ""  # the replica the ack was forwarded to; "" when nobody waits (the owner records it)
     receivers: int = 0  # subscribers the forwarded ack reached
     duplicate: bool = False  # refused: this ack was settled before
-    foreign: bool = False  # refused: the command was sent to another client
 
 
 @dataclass(frozen=True)
@@ -96,11 +107,14 @@ def _ms(seconds: float) -> int:
 
 
 class RedisLink:
-    """Wraps a redis.asyncio client (real or the in-process stand-in) with the bus's operations."""
+    """Wraps a redis.asyncio client (one server, Sentinel's master, a cluster, or the in-process
+    stand-in) with the bus's operations. `sharded`: a Redis Cluster (SPUBLISH, no inline publish)."""
 
-    def __init__(self, redis: Redis, keys: Keys, replica_id: str, owner_ttl: float, grace: float) -> None:
-        self.redis, self.keys, self.replica_id = redis, keys, replica_id
+    def __init__(self, redis: Any, keys: Keys, replica_id: str, owner_ttl: float, grace: float,
+                 sharded: bool = False) -> None:
+        self.redis, self.keys, self.replica_id, self.sharded = redis, keys, replica_id, sharded
         self.owner_ttl_ms, self.grace_ms = _ms(owner_ttl), int(grace * 1000)
+        self._inline = "" if sharded else keys.channel_prefix()  # scripts publish only when not sharded
         self._claim = redis.register_script(self.CLAIM)
         self._refresh = redis.register_script(self.REFRESH)
         self._release = redis.register_script(self.RELEASE)
@@ -108,7 +122,6 @@ class RedisLink:
         self._withdraw = redis.register_script(self.WITHDRAW)
         self._route = redis.register_script(self.ROUTE)
         self._settle_ack = redis.register_script(self.SETTLE_ACK)
-        self._clean_stale = redis.register_script(self.CLEAN_STALE)
 
     async def _run(self, coro: Any) -> Any:
         try:
@@ -116,19 +129,28 @@ class RedisLink:
         except (RedisError, OSError) as exc:
             raise BusUnavailable(f"redis unavailable: {type(exc).__name__}") from exc
 
-    # KEYS[1] owner, KEYS[2] epoch counter, KEYS[3] held list, KEYS[4] recent marker
-    # ARGV[1] replica id, ARGV[2] owner TTL ms, ARGV[3] epoch counter TTL ms
+    # Shared by CLAIM and REFRESH: the next epoch, the claim's Redis time in ms and above `previous`'s.
+    _NEXT_EPOCH = """
+local function next_epoch(previous)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local last = tonumber(string.match(previous or '', '|(%d+)$') or '0')
+  return string.format('%d', math.max(now, last + 1))
+end
+"""
+
+    # KEYS[1] owner, KEYS[2] held list, KEYS[3] recent marker
+    # ARGV[1] replica id, ARGV[2] owner TTL ms
     # Returns {epoch, previous owner or "", held command envelopes...}. Held commands are taken
     # only inside the grace window (recent marker alive); later ones stay for their callers to withdraw.
-    CLAIM = """
-local epoch = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    CLAIM = _NEXT_EPOCH + """
 local previous = redis.call('GET', KEYS[1]) or ''
+local epoch = next_epoch(previous)
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'PX', ARGV[2])
 local held = {}
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  held = redis.call('LRANGE', KEYS[3], 0, -1)
-  redis.call('DEL', KEYS[3], KEYS[4])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  held = redis.call('LRANGE', KEYS[2], 0, -1)
+  redis.call('DEL', KEYS[2], KEYS[3])
 end
 local result = {epoch, previous}
 for _, item in ipairs(held) do table.insert(result, item) end
@@ -137,35 +159,43 @@ return result
 
     async def claim(self, client_id: str) -> Claim:
         k = self.keys
-        raw = await self._run(self._claim(
-            keys=[k.owner(client_id), k.epoch(client_id), k.held(client_id), k.recent(client_id)],
-            args=[self.replica_id, self.owner_ttl_ms, EPOCH_TTL_MS]))
+        raw = await self._run(self._claim(keys=[k.owner(client_id), k.held(client_id), k.recent(client_id)],
+                                          args=[self.replica_id, self.owner_ttl_ms]))
         return Claim(int(raw[0]), Owner.parse(raw[1]), list(raw[2:]))
 
-    # KEYS[1] owner, KEYS[2] epoch counter
-    # ARGV[1] "replica|epoch" this replica holds, ARGV[2] owner TTL ms, ARGV[3] replica id, ARGV[4] epoch TTL ms
-    # Returns 1 refreshed, 0 taken by another owner, or a new epoch (>1 as {epoch}) when the claim was gone.
-    REFRESH = """
+    # KEYS[1] owner
+    # ARGV[1] "replica|epoch" this replica holds, ARGV[2] owner TTL ms, ARGV[3] replica id
+    # Returns 1 kept (TTL extended), 0 taken by another owner, or {epoch} when the claim was gone
+    # (a Redis restart or failover lost it) and is claimed again.
+    REFRESH = _NEXT_EPOCH + """
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 if current then return 0 end
-local epoch = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local epoch = next_epoch(ARGV[1])
 redis.call('SET', KEYS[1], ARGV[3] .. '|' .. epoch, 'PX', ARGV[2])
 return {epoch}
 """
 
     async def refresh(self, claims: Iterable[tuple[str, int]]) -> list[Refresh]:
-        """One round trip for every local claim, one Refresh each, in order."""
-        pipe = self.redis.pipeline(transaction=False)
-        for client_id, epoch in claims:
-            await self._refresh(keys=[self.keys.owner(client_id), self.keys.epoch(client_id)],
-                          args=[f"{self.replica_id}|{epoch}", self.owner_ttl_ms, self.replica_id, EPOCH_TTL_MS],
-                          client=pipe)
-        return [self._refreshed(reply) for reply in await self._run(pipe.execute())]
+        """Re-check every local claim in one batch (the audit, and recovery after a Redis outage)."""
+        calls = [([self.keys.owner(client_id)], [f"{self.replica_id}|{epoch}", self.owner_ttl_ms, self.replica_id])
+                 for client_id, epoch in claims]
+        if self.sharded:  # a cluster runs no multi-slot pipelines: bounded concurrency instead
+            gate = asyncio.Semaphore(CLUSTER_FANOUT)
+
+            async def one(keys: list[str], args: list[Any]) -> Any:
+                async with gate:
+                    return await self._refresh(keys=keys, args=args)
+            replies = await self._run(asyncio.gather(*(one(k, a) for k, a in calls)))
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args in calls:
+                await self._refresh(keys=keys, args=args, client=pipe)
+            replies = await self._run(pipe.execute())
+        return [self._refreshed(reply) for reply in replies]
 
     @staticmethod
     def _refreshed(reply: int | list[int]) -> Refresh:
@@ -173,72 +203,77 @@ return {epoch}
             return Refresh(RefreshStatus.RECLAIMED, int(reply[0]))
         return Refresh(RefreshStatus.KEPT if reply == 1 else RefreshStatus.TAKEN)
 
-    # KEYS[1] owner, KEYS[2] recent marker, KEYS[3] presence
+    # KEYS[1] owner, KEYS[2] recent marker
     # ARGV[1] "replica|epoch" expected, ARGV[2] grace ms (0: no marker)
     # Compare-and-delete: never removes a newer owner's claim. Returns 1 released, 0 not ours.
+    # Used both by the owner ending a stream and by a router that found the owner's replica gone.
     RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('DEL', KEYS[1])
 if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 1
 """
 
     async def release(self, client_id: str, epoch: int, grace: bool) -> bool:
-        k = self.keys
-        keys = [k.owner(client_id), k.recent(client_id), k.presence(client_id)]
-        args = [f"{self.replica_id}|{epoch}", self.grace_ms if grace else 0]
-        return bool(await self._run(self._release(keys=keys, args=args)))
+        return await self._release_claim(client_id, f"{self.replica_id}|{epoch}", self.grace_ms if grace else 0)
+
+    async def clean_stale(self, client_id: str, owner: Owner) -> bool:
+        """The owner's replica no longer listens: the client was connected a moment ago, so it enters
+        the grace window. True when cleaned."""
+        return await self._release_claim(client_id, owner.token(), self.grace_ms)
+
+    async def _release_claim(self, client_id: str, token: str, grace_ms: int) -> bool:
+        keys = [self.keys.owner(client_id), self.keys.recent(client_id)]
+        return bool(await self._run(self._release(keys=keys, args=[token, grace_ms])))
 
     async def owner(self, client_id: str) -> Owner | None:
         return Owner.parse(await self._run(self.redis.get(self.keys.owner(client_id))))
 
     # KEYS[1] owner, KEYS[2] ack wait
-    # ARGV[1] this replica id, ARGV[2] channel name prefix, ARGV[3] ack wait TTL ms (0: nobody waits),
-    # ARGV[4] ack wait value ("replica\nclient_id"), ARGV[5] command envelope
+    # ARGV[1] this replica id, ARGV[2] channel name prefix ("": publish nothing, sharded),
+    # ARGV[3] ack wait TTL ms (0: nobody waits), ARGV[4] command envelope
     # One round trip for a command: look up the owner, note who waits for the ack, publish to the
-    # owner's channel. Returns {owner or "", receivers}; receivers is -1 when nothing was published
-    # (no owner, or this replica owns the client).
+    # owner's channel. Returns {owner or "", receivers}; receivers is -1 when nothing is to be published
+    # (no owner, or this replica owns the client), -2 when the caller must publish (sharded).
     ROUTE = """
-if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3]) end
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3]) end
 local owner = redis.call('GET', KEYS[1])
 if not owner then return {'', -1} end
 local replica = string.match(owner, '^(.*)|%d+$')
 if not replica or replica == ARGV[1] then return {owner, -1} end
-return {owner, redis.call('PUBLISH', ARGV[2] .. replica, ARGV[5])}
+if ARGV[2] == '' then return {owner, -2} end
+return {owner, redis.call('PUBLISH', ARGV[2] .. replica, ARGV[4])}
 """
 
     async def route(self, client_id: str, command_id: str, raw_envelope: str, ack_wait: float = 0.0) -> Route:
-        """Publish a command to the client's owner in one round trip; with ack_wait (seconds) also
-        record that this replica waits for the ack (another owner may receive it)."""
-        keys = [self.keys.owner(client_id), self.keys.ack_wait(command_id)]
-        args = [self.replica_id, self.keys.channel_prefix(), _ms(ack_wait) if ack_wait > 0 else 0,
-                f"{self.replica_id}\n{client_id}", raw_envelope]
-        owner, receivers = await self._run(self._route(keys=keys, args=args))
-        return Route(Owner.parse(owner), int(receivers))
+        """Publish a command to the client's owner (one round trip; two on a cluster); with ack_wait
+        (seconds) also record that this replica waits for the ack (another owner may receive it)."""
+        keys = [self.keys.owner(client_id), self.keys.ack_wait(client_id, command_id)]
+        args = [self.replica_id, self._inline, _ms(ack_wait) if ack_wait > 0 else 0, raw_envelope]
+        raw_owner, receivers = await self._run(self._route(keys=keys, args=args))
+        owner = Owner.parse(raw_owner)
+        if receivers == NOT_PUBLISHED and owner is not None:
+            receivers = await self._publish_raw(owner.replica_id, raw_envelope)
+        return Route(owner, int(receivers))
 
     async def publish(self, replica_id: str, envelope: Envelope) -> int:
-        return int(await self._run(self.redis.publish(self.keys.channel(replica_id), encode(envelope))))
+        return await self._publish_raw(replica_id, encode(envelope))
+
+    async def _publish_raw(self, replica_id: str, raw: str) -> int:
+        channel = self.keys.channel(replica_id)
+        sent = self.redis.spublish(channel, raw) if self.sharded else self.redis.publish(channel, raw)
+        return int(await self._run(sent))
 
     async def listening(self, replica_id: str) -> bool:
         """Whether a replica is still subscribed to its channel (a killed one drops off at once)."""
         channel = self.keys.channel(replica_id)
-        counts = await self._run(self.redis.pubsub_numsub(channel))
+        if self.sharded:  # PUBSUB SHARDNUMSUB on the node that serves the channel's slot
+            node = self.redis.get_node_from_key(channel)
+            counts = await self._run(self.redis.execute_command("PUBSUB SHARDNUMSUB", channel, target_nodes=node))
+            counts = list(zip(counts[::2], counts[1::2])) if counts and not isinstance(counts[0], tuple) else counts
+        else:
+            counts = await self._run(self.redis.pubsub_numsub(channel))
         return any(int(count) > 0 for _, count in counts)
-
-    # KEYS[1] owner, KEYS[2] recent marker, KEYS[3] presence
-    # ARGV[1] "replica|epoch" seen stale (its replica no longer listens), ARGV[2] grace ms
-    # The client was connected a moment ago, so it enters the grace window. Returns 1 when cleaned.
-    CLEAN_STALE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[3])
-if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
-return 1
-"""
-
-    async def clean_stale(self, client_id: str, owner: Owner) -> bool:
-        k = self.keys
-        keys = [k.owner(client_id), k.recent(client_id), k.presence(client_id)]
-        return bool(await self._run(self._clean_stale(keys=keys, args=[owner.token(), self.grace_ms])))
 
     # KEYS[1] owner, KEYS[2] held list, KEYS[3] recent marker
     # ARGV[1] command envelope, ARGV[2] held TTL ms (outlives the window so callers can withdraw)
@@ -270,60 +305,58 @@ return redis.call('LREM', KEYS[1], 1, ARGV[1])
     async def withdraw(self, client_id: str, raw_envelope: str) -> bool:
         return bool(await self._run(self._withdraw(keys=[self.keys.held(client_id)], args=[raw_envelope])))
 
-    # KEYS[1] ack result marker, KEYS[2] ack wait ("replica\nclient_id")
-    # ARGV[1] marker TTL ms, ARGV[2] client_id that sent the ack, ARGV[3] replica the owner knows waits ("" if
-    # none), ARGV[4] channel name prefix, ARGV[5] ack envelope
-    # Forwards the ack to the replica waiting for it, once, in one round trip. Only a command that was sent to
-    # this client leaves anything in Redis (a 1-byte marker that spots duplicates), so a bot cannot make Redis
-    # store what it likes. Returns {waiting replica, receivers}; {"", 0} when nobody waits (the owner records
-    # the ack itself); "\n" when the command belongs to another client; false for a duplicate.
+    # KEYS[1] ack result marker, KEYS[2] ack wait (the waiting replica); both carry the acking client's tag,
+    # so a bot can only ever reach the waits of commands sent to itself
+    # ARGV[1] marker TTL ms, ARGV[2] replica the owner knows waits ("" if none), ARGV[3] channel name prefix
+    # ("": publish nothing, sharded), ARGV[4] ack envelope
+    # Forwards the ack to the replica waiting for it, once. Only a command that was sent to this client
+    # leaves anything in Redis (a 1-byte marker that spots duplicates), so a bot cannot make Redis store
+    # what it likes. Returns {waiting replica, receivers (-2: the caller publishes)}; {"", 0} when nobody
+    # waits (the owner records the ack itself); false for a duplicate.
     SETTLE_ACK = """
-local waiter = redis.call('GET', KEYS[2])
-local replica = ''
-if waiter then
-  local sep = string.find(waiter, '\\n', 1, true)
-  if string.sub(waiter, sep + 1) ~= ARGV[2] then return '\\n' end
-  replica = string.sub(waiter, 1, sep - 1)
-end
-if ARGV[3] ~= '' then replica = ARGV[3] end
+local replica = redis.call('GET', KEYS[2]) or ''
+if ARGV[2] ~= '' then replica = ARGV[2] end
 if replica == '' then return {'', 0} end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return false end
 redis.call('DEL', KEYS[2])
-return {replica, redis.call('PUBLISH', ARGV[4] .. replica, ARGV[5])}
+if ARGV[3] == '' then return {replica, -2} end
+return {replica, redis.call('PUBLISH', ARGV[3] .. replica, ARGV[4])}
 """
-    _FOREIGN = "\n"  # SETTLE_ACK's reply for an ack of another client's command
 
     async def settle_ack(self, command_id: str, client_id: str, reply_to: str, raw_envelope: str) -> Settlement:
         """Forward the ack to the waiting replica (reply_to if the owner knows it), once."""
-        keys = [self.keys.ack_result(command_id), self.keys.ack_wait(command_id)]
-        args = [ACK_RESULT_TTL_MS, client_id, reply_to, self.keys.channel_prefix(), raw_envelope]
-        return self._settled(await self._run(self._settle_ack(keys=keys, args=args)))
-
-    @classmethod
-    def _settled(cls, reply: list[Any] | bytes | str | None) -> Settlement:
-        """SETTLE_ACK's reply as a Settlement; Lua's false (a duplicate) arrives as None."""
-        if reply is None:
+        keys = [self.keys.ack_result(client_id, command_id), self.keys.ack_wait(client_id, command_id)]
+        args = [ACK_RESULT_TTL_MS, reply_to, self._inline, raw_envelope]
+        reply = await self._run(self._settle_ack(keys=keys, args=args))
+        if reply is None:  # Lua's false: a duplicate
             return Settlement(duplicate=True)
-        if isinstance(reply, (bytes, str)):
-            if _text(reply) != cls._FOREIGN:
-                raise ValueError(f"unexpected SETTLE_ACK reply {reply!r}")
-            return Settlement(foreign=True)
-        waiter, receivers = reply
-        return Settlement(_text(waiter), int(receivers))
+        waiter, receivers = _text(reply[0]), int(reply[1])
+        if receivers == NOT_PUBLISHED:
+            receivers = await self._publish_raw(waiter, raw_envelope)
+        return Settlement(waiter, receivers)
 
     async def reserve(self, command_id: str, ttl: float) -> bool:
         """Take a caller-chosen command_id; False when it is already in use."""
         return bool(await self._run(self.redis.set(self.keys.command_id(command_id), "1", nx=True, px=_ms(ttl))))
 
-    async def beat(self, presences: dict[str, dict[str, Any]], ttl: float, replica_ttl: float) -> None:
-        """Replica heartbeat plus the cluster view of its clients, each key with a TTL."""
-        pipe = self.redis.pipeline(transaction=False)
-        info = json.dumps({"replica": self.replica_id, "clients": len(presences), "at": time.time()})
-        pipe.set(self.keys.replica(self.replica_id), info, px=_ms(replica_ttl))
-        for client_id, fields in presences.items():
-            pipe.hset(self.keys.presence(client_id), mapping=fields)
-            pipe.pexpire(self.keys.presence(client_id), _ms(ttl))
-        await self._run(pipe.execute())
+    async def beat(self, clients: int) -> None:
+        """This replica's lease in the fleet-wide hash: one call per interval, whatever its client count."""
+        lease = json.dumps({"replica": self.replica_id, "clients": clients, "at": time.time()})
+        await self._run(self.redis.hset(self.keys.replicas(), self.replica_id, lease))
+
+    async def retire(self) -> None:
+        """A replica shutting down removes its lease at once."""
+        await self._run(self.redis.hdel(self.keys.replicas(), self.replica_id))
+
+    async def post_listing(self, request_id: str, payload: str) -> None:
+        """Answer a listing request: push this replica's clients to the requester's list."""
+        key = self.keys.listing(request_id)
+        await self._run(self.redis.rpush(key, payload))
+        await self._run(self.redis.pexpire(key, LISTING_TTL_MS))
 
     async def ping(self) -> bool:
         return bool(await self._run(self.redis.ping()))
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

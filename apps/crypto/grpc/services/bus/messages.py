@@ -20,6 +20,7 @@ class EnvelopeKind(StrEnum):
     UNDELIVERABLE = "nodlv"  # the stream is not here (any more)
     ACK = "ack"  # the client's CommandAck, or a failure ack from the owner
     EVICT = "evict"  # a newer claim exists: end the stream if its epoch is older
+    LIST = "list"  # push your clients to the listing command_id names (the cluster view asks every replica)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Owns the bus's background work: the channel listener and the claim/heartbeat upkeep."""
+"""Owns the bus's background work: the channel listener and the upkeep.
+
+The upkeep costs one Redis call per beat per replica (its lease), plus a rare batched audit of its
+claims: never a call per client per beat.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from .. import metrics
 from ..tasks import TaskOwner
 from .bus import CommandBus
 from .link import BusUnavailable
+from .subscription import subscribe
 
 logger = logging.getLogger(__name__)
 MAX_BACKOFF = 2.0
@@ -22,10 +27,10 @@ MAX_BACKOFF = 2.0
 class BusRunner:
     """Listener and upkeep tasks; reports Redis reachability through on_health."""
 
-    def __init__(self, bus: CommandBus, redis: Redis, upkeep_interval: float, presence_ttl: float,
+    def __init__(self, bus: CommandBus, redis: Redis, beat_interval: float, audit_interval: float,
                  on_health: Callable[[bool], None], tasks: TaskOwner | None = None) -> None:
         self.bus, self.redis = bus, redis
-        self.upkeep_interval, self.presence_ttl = upkeep_interval, presence_ttl
+        self.beat_interval, self.audit_interval = beat_interval, audit_interval
         self.on_health = on_health
         self.healthy = False
         self._subscribed = asyncio.Event()
@@ -37,7 +42,8 @@ class BusRunner:
     async def start(self) -> None:
         """Subscribe before serving, so no command routed to us is missed."""
         self._loops.spawn(self._listen(), "bus-listener")
-        self._loops.spawn(self._upkeep(), "bus-upkeep")
+        self._loops.spawn(self._beat(), "bus-beat")
+        self._loops.spawn(self._audits(), "bus-audit")
         try:
             await asyncio.wait_for(self._subscribed.wait(), 10)
         except TimeoutError:
@@ -45,6 +51,10 @@ class BusRunner:
 
     async def close(self) -> None:
         await self._loops.close()
+        try:
+            await self.bus.link.retire()
+        except BusUnavailable:
+            pass  # readers skip a lease that stopped beating
         await self._handling.close(grace=None)
         await self.bus.close()
 
@@ -67,17 +77,15 @@ class BusRunner:
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _listen_once(self) -> None:
-        channel = self.bus.link.keys.channel(self.bus.me)
-        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(channel)
+        link = self.bus.link
+        async with subscribe(self.redis, link.keys.channel(self.bus.me), link.sharded) as messages:
             if self._ever_subscribed:
                 metrics.REDIS_RECONNECTS.inc()
             self._ever_subscribed = True
             await self._recover()
             self._subscribed.set()
-            async for message in pubsub.listen():
-                if message and message.get("type") == "message":
-                    self._on_message(message["data"])
+            async for data in messages:
+                self._on_message(data)
 
     def _on_message(self, data: bytes) -> None:
         """Act on the envelope now (arrival order is delivery order); only a reply to publish
@@ -94,19 +102,29 @@ class BusRunner:
             logger.warning("bus.handle_failed error=%s", exc)
 
     async def _recover(self) -> None:
-        """After (re)subscribing: re-claim live streams, then report healthy."""
+        """After (re)subscribing: re-check every claim (Redis may have lost them), then report healthy."""
         await self.bus.refresh_claims()
-        await self.bus.link.beat(self.bus.presences(), self.presence_ttl, self.presence_ttl)
+        await self.bus.link.beat(len(self.bus.sessions))
         self._set_health(True)
 
-    async def _upkeep(self) -> None:
+    async def _beat(self) -> None:
+        """The lease, and the health it proves: one call per interval."""
         while True:
-            await asyncio.sleep(self.upkeep_interval)
+            await asyncio.sleep(self.beat_interval)
             try:
-                await self.bus.refresh_claims()
-                await self.bus.link.beat(self.bus.presences(), self.presence_ttl, self.presence_ttl)
+                await self.bus.link.beat(len(self.bus.sessions))
                 if self._subscribed.is_set():
                     self._set_health(True)
             except BusUnavailable as exc:
                 self._set_health(False)
-                logger.warning("bus.upkeep_failed error=%s", exc)
+                logger.warning("bus.upkeep_failed step=beat error=%s", exc)
+
+    async def _audits(self) -> None:
+        """Rare and batched: extends the owner keys' long TTL, and ends streams whose claim was taken
+        while this replica missed the eviction."""
+        while True:
+            await asyncio.sleep(self.audit_interval)
+            try:
+                await self.bus.refresh_claims()
+            except BusUnavailable as exc:
+                logger.warning("bus.upkeep_failed step=audit error=%s", exc)
