@@ -463,12 +463,19 @@ def test_network_policy_admits_the_chart_clients(helm: Helm) -> None:
 # --- values schema ----------------------------------------------------------------
 
 
+# Keywords whose subschemas only add constraints to an object defined (and
+# closed) elsewhere, e.g. "if mode is sentinel then masterName is required".
+_CONDITIONAL_KEYWORDS = {"if", "then", "else", "allOf", "anyOf", "oneOf", "not"}
+
+
 def _object_nodes(node: Any, path: str = "$") -> list[tuple[str, dict[str, Any]]]:
     found = []
     if isinstance(node, dict):
         if node.get("type") == "object" or "properties" in node:
             found.append((path, node))
         for key, child in node.items():
+            if key in _CONDITIONAL_KEYWORDS and isinstance(child, (dict, list)):
+                continue
             found += _object_nodes(child, f"{path}.{key}")
     elif isinstance(node, list):
         for i, child in enumerate(node):

@@ -110,10 +110,70 @@ GRPC_EXPERIMENTS: {{ . | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* Env entries that read secrets from the existing Secret, never inline. */}}
+{{/*
+REDIS_URL built from redis.* (modes single, sentinel, cluster), never with a
+password: the passwords come from Secret keys as REDIS_PASSWORD and
+REDIS_SENTINEL_PASSWORD. The values schema has already checked the combination.
+*/}}
+{{- define "crypto-grpc.redisUrl" -}}
+{{- $redis := .Values.redis -}}
+{{- if not $redis.hosts -}}
+{{- fail (printf "redis.hosts must list at least one host:port for redis.mode %s" $redis.mode) -}}
+{{- end -}}
+{{- $scheme := ternary "rediss" "redis" $redis.tls -}}
+{{- if ne $redis.mode "single" -}}
+{{- $scheme = printf "%s+%s" $scheme $redis.mode -}}
+{{- end -}}
+{{- $user := "" -}}
+{{- with $redis.username -}}
+{{- $user = printf "%s@" . -}}
+{{- end -}}
+{{- $path := "" -}}
+{{- if eq $redis.mode "single" -}}
+{{- $path = printf "/%d" (int $redis.db) -}}
+{{- else if eq $redis.mode "sentinel" -}}
+{{- $path = printf "/%s/%d" $redis.masterName (int $redis.db) -}}
+{{- end -}}
+{{- printf "%s://%s%s%s" $scheme $user (join "," $redis.hosts) $path -}}
+{{- end -}}
+
+{{/*
+Redis env entries beyond secret.keys: REDIS_URL as a plain value when the
+chart builds it, and the password keys (any mode, "url" included).
+*/}}
+{{- define "crypto-grpc.redisEnv" -}}
+{{- $redis := .Values.redis -}}
+{{- $secretName := default .Values.secret.name $redis.existingSecret -}}
+{{- if ne $redis.mode "url" }}
+- name: REDIS_URL
+  value: {{ include "crypto-grpc.redisUrl" . | quote }}
+{{- end }}
+{{- with $redis.existingSecretPasswordKey }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ . }}
+{{- end }}
+{{- with $redis.existingSecretSentinelPasswordKey }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Env entries that read secrets from the existing Secret, never inline. With
+redis.mode other than "url" the chart builds REDIS_URL, so secret.keys.REDIS_URL
+is not read.
+*/}}
 {{- define "crypto-grpc.secretEnv" -}}
 {{- $secret := .Values.secret -}}
+{{- $builtRedisUrl := ne .Values.redis.mode "url" -}}
 {{- range $name, $key := $secret.keys }}
+{{- if not (and $builtRedisUrl (eq $name "REDIS_URL")) }}
 - name: {{ $name }}
   valueFrom:
     secretKeyRef:
@@ -123,6 +183,8 @@ GRPC_EXPERIMENTS: {{ . | quote }}
       optional: true
       {{- end }}
 {{- end }}
+{{- end }}
+{{- include "crypto-grpc.redisEnv" . }}
 {{- end -}}
 
 {{/* Extra plain env entries from values (secret names are refused by the schema). */}}
