@@ -86,6 +86,8 @@ class Environment:
 
     database_url: str = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
     redis_url: str = ""
+    redis_password: str = ""  # REDIS_PASSWORD: the data nodes' password when REDIS_URL carries none
+    redis_sentinel_password: str = ""  # REDIS_SENTINEL_PASSWORD: the sentinels' own password
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     grpc_host: str = "[::]"
     grpc_port: int = 50051
@@ -111,6 +113,8 @@ class Environment:
         return cls(
             database_url=read(env, "DATABASE_URL", str, defaults.database_url, blank_is_unset=True),
             redis_url=read(env, "REDIS_URL", str, ""),
+            redis_password=read(env, "REDIS_PASSWORD", str, ""),
+            redis_sentinel_password=read(env, "REDIS_SENTINEL_PASSWORD", str, ""),
             replica_id=read(env, "REPLICA_ID", str, defaults.replica_id, blank_is_unset=True),
             grpc_host=read(env, "GRPC_HOST", str, defaults.grpc_host, blank_is_unset=True),
             grpc_port=read(env, "GRPC_PORT", int, defaults.grpc_port, minimum=0),

@@ -60,3 +60,20 @@ async def test_an_ack_still_reaches_the_caller_when_its_stream_is_cancelled_mean
     finally:
         for runner in runners:
             await runner.close()
+
+
+async def test_a_command_published_twice_is_delivered_once():
+    """A publish retried after its reply was lost (a Redis failover) reaches the owner twice."""
+    from apps.crypto.grpc.services.bus import messages as m
+
+    owner = bus_on(fakeredis.FakeServer(), "B")
+    session = StreamSession("c1", queue_limit=4)
+    await owner.attach(session)
+    command = pb2.DjangoCommand(command_id="cmd1", ping=pb2.PingCommand(sequence=1))
+    raw = m.encode(m.Envelope(m.EnvelopeKind.COMMAND, client_id="c1", command_id="cmd1", reply_to="A",
+                              body=command.SerializeToString()))
+    for _ in range(2):
+        follow_up = owner.handle(raw)
+        if follow_up is not None:
+            await follow_up
+    assert [c.command_id for c in session.pending()] == ["cmd1"]

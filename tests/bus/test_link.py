@@ -230,3 +230,15 @@ async def test_listening_sees_subscribers(server):
     await pubsub.subscribe(a.keys.channel("B"))
     assert await a.listening("B")
     await pubsub.aclose()
+
+
+async def test_a_reclaim_takes_the_commands_held_while_the_claim_was_gone(server):
+    """A router that found the owner's channel silent (its subscription was moving during a Redis failover)
+    cleans the claim and holds the command; the owner's recovery re-claims and takes it."""
+    a, router = link_for(server, "A"), link_for(server, "B")
+    claim = await a.claim("c1")
+    assert await router.clean_stale("c1", m.Owner("A", claim.epoch))
+    assert await router.hold("c1", "held-envelope") == Hold(HoldStatus.HELD)
+    [reclaimed] = await a.refresh([("c1", claim.epoch)])
+    assert reclaimed.status is RefreshStatus.RECLAIMED and reclaimed.held == [b"held-envelope"]
+    assert not await router.withdraw("c1", "held-envelope")  # taken: the caller waits for its confirmation

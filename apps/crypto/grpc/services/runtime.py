@@ -19,7 +19,7 @@ from config.env import ENV, Environment
 from . import metrics
 from .auth import Authenticator
 from .bus.bus import CommandBus
-from .bus.connect import connect_bus_redis
+from .bus.connect import BusRedis, connect_bus_redis
 from .bus.keys import Keys
 from .bus.link import BusUnavailable, RedisLink
 from .bus.runner import BusRunner
@@ -57,6 +57,7 @@ class Runtime:
     dispatch: Callable[[Any, Any], Awaitable[Any]]
     lifecycle: Lifecycle
     ingest: IngestBuffer
+    bus_redis: BusRedis
     tasks: TaskOwner = field(default_factory=TaskOwner)  # every background task of the replica
     draining: bool = False
     _closed: bool = field(default=False, repr=False)
@@ -151,7 +152,7 @@ SHUTDOWN: tuple[tuple[str, Callable[[Runtime], Awaitable[object]]], ...] = (
     ("health", lambda rt: rt._health_updates.close(grace=None)),  # updates already started finish
     ("journal", lambda rt: rt.journal.close()),
     ("publisher", lambda rt: rt.publisher.close()),  # flushes within its close_timeout
-    ("redis", lambda rt: rt.bus.link.redis.aclose()),
+    ("redis", lambda rt: rt.bus_redis.aclose()),
     ("tasks", lambda rt: rt.tasks.close()),  # anything left over is cancelled
 )
 
@@ -163,7 +164,8 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     from .handlers.dispatch import Dispatcher
     from .handlers.table import PARTS
 
-    bus_redis = connect_bus_redis(env.redis_url, config.redis_socket_timeout)
+    bus_redis = connect_bus_redis(env.redis_url, config.redis_socket_timeout, env.redis_password,
+                                  env.redis_sentinel_password)
     redis = bus_redis.client
     link = RedisLink(redis, Keys(config.redis_key_prefix), env.replica_id, config.ownership_ttl,
                      config.client_disconnect_grace, sharded=bus_redis.sharded)
@@ -179,7 +181,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     runtime = Runtime(
         config=config, env=env, bus=bus, tasks=tasks,
         runner=BusRunner(bus, redis, config.replica_beat_interval, config.ownership_refresh, lambda ok: None,
-                         tasks.scope("bus")),
+                         tasks.scope("bus"), target=bus_redis.target.describe()),
         publisher=parts.pop("publisher", None) or build_publisher(publisher_config, env.replica_id,
                                                                   tasks.scope("publisher").spawn),
         authenticator=parts.pop("authenticator", None) or Authenticator(env.auth_enabled, env.operator_tokens),
@@ -189,7 +191,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         dispatch=Dispatcher(ingest, {command_ack.COMMAND_ACK.name: command_ack.forward_to(bus)}),
         # open/close bookkeeping is written directly, but after the client's buffered messages
         lifecycle=Lifecycle(ingest.behind(lifecycle.client_connected), ingest.behind(lifecycle.client_disconnected)),
-        ingest=ingest,
+        ingest=ingest, bus_redis=bus_redis,
     )
     runtime.runner.on_health = runtime.on_bus_health
     bus.on_late_ack = runtime.journal.late

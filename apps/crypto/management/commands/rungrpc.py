@@ -7,8 +7,9 @@ import gc
 import logging
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from apps.crypto.grpc.services.bus.redis_url import InvalidRedisUrl
 from apps.crypto.grpc.services.config import load_config
 from apps.crypto.grpc.services.serving import serve_until_signal, start_replica
 from config.env import ENV
@@ -25,7 +26,10 @@ class Command(BaseCommand):
         parser.add_argument("--reflection", action="store_true", help="enable gRPC server reflection")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        asyncio.run(self._serve(options["host"], options["port"], options["reflection"]))
+        try:
+            asyncio.run(self._serve(options["host"], options["port"], options["reflection"]))
+        except InvalidRedisUrl as exc:  # named precisely, before anything was started
+            raise CommandError(str(exc)) from None
 
     async def _serve(self, host: str, port: int, reflect: bool) -> None:
         replica = await start_replica(host, port, load_config(), reflect)

@@ -38,6 +38,7 @@ PROBE_AFTER = 0.5  # no delivery confirmation by then: check that the owner stil
 CONFIRM_AFTER = 0.1  # an awaited command not acked by then gets a separate delivery confirmation
 TAKEN_CONFIRM = 0.2  # a held command a new stream took: its confirmation gets this long (within the RPC margin)
 EXPIRED_KEPT = 10_000  # commands whose caller gave up waiting, remembered so a late ack is recorded as late
+DELIVERED_KEPT = 10_000  # command_ids delivered from the bus lately, so a repeated publish is not delivered twice
 
 
 @dataclass
@@ -62,6 +63,9 @@ class CommandBus:
         # answers that must go out even if their stream ends
         self._replies = (tasks or TaskOwner("bus")).scope("replies")
         self._expired: OrderedDict[str, None] = OrderedDict()  # awaited commands that timed out, newest last
+        # A publish whose reply was lost (a Redis failover) is retried by the client library and so
+        # arrives twice; the owner delivers each command_id once.
+        self._delivered: OrderedDict[str, None] = OrderedDict()
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,
                           Kind.UNDELIVERABLE: self._on_delivery, Kind.ACK: self._on_ack_envelope,
@@ -286,6 +290,15 @@ class CommandBus:
         if session is None or session.closed:
             reply = m.Envelope(Kind.UNDELIVERABLE, command_id=envelope.command_id, sender=self.me)
             return self._reply(envelope.reply_to, reply)
+        if envelope.command_id in self._delivered:  # already in this stream: confirm, never deliver twice
+            logger.info("bus.duplicate_command client_id=%s command_id=%s", envelope.client_id, envelope.command_id)
+            if envelope.wait_ack:
+                return None  # the first copy's ack (or its delayed confirmation) answers the caller
+            return self._reply(envelope.reply_to, m.Envelope(Kind.DELIVERED, command_id=envelope.command_id,
+                                                             sender=self.me))
+        self._delivered[envelope.command_id] = None
+        if len(self._delivered) > DELIVERED_KEPT:
+            self._delivered.popitem(last=False)
         return self._deliver_here(session, envelope)
 
     def _deliver_here(self, session: StreamSession, envelope: m.Envelope, confirm_now: bool = False) -> FollowUp:
@@ -369,7 +382,8 @@ class CommandBus:
     # ownership upkeep ----------------------------------------------------------
     async def refresh_claims(self) -> None:
         """The audit (rare, batched) and recovery after a Redis outage: a taken claim ends its stream,
-        a vanished one is re-claimed, the others get their long TTL extended."""
+        a vanished one is re-claimed (with the commands held for it meanwhile), the others get their
+        long TTL extended."""
         sessions = [s for s in self.sessions.values() if s.epoch and not s.closed]
         results = await self.link.refresh((s.client_id, s.epoch) for s in sessions)
         for session, result in zip(sessions, results):
@@ -377,7 +391,12 @@ class CommandBus:
                 session.close(OWNERSHIP_LOST)
             elif result.status is RefreshStatus.RECLAIMED:
                 session.epoch = result.epoch
-                logger.info("bus.reclaimed client_id=%s epoch=%d", session.client_id, session.epoch)
+                logger.info("bus.reclaimed client_id=%s epoch=%d held=%d", session.client_id, session.epoch,
+                            len(result.held))
+                for raw in result.held:
+                    follow_up = self._deliver_here(session, m.decode(raw), confirm_now=True)
+                    if follow_up is not None:
+                        await follow_up
 
     def presences(self) -> dict[str, dict[str, str]]:
         return {s.client_id: {"client_id": s.client_id, "replica": self.me, "connected_at": f"{s.connected_at:.3f}",

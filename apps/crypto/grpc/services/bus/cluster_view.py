@@ -43,7 +43,8 @@ def _ts(raw: str | float) -> datetime:
 async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT) -> tuple[list[ClientPresence], list[dict[str, Any]]]:
     """Every connected client (with its replica) and every live replica."""
     config = load_config()
-    bus_redis = connect_bus_redis(ENV.redis_url, config.redis_socket_timeout)
+    bus_redis = connect_bus_redis(ENV.redis_url, config.redis_socket_timeout, ENV.redis_password,
+                                  ENV.redis_sentinel_password)
     link = RedisLink(bus_redis.client, Keys(config.redis_key_prefix), f"view-{new_request_id()[:8]}",
                      config.ownership_ttl, grace=0, sharded=bus_redis.sharded)
     try:

@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -92,10 +92,11 @@ class RefreshStatus(Enum):
 
 @dataclass(frozen=True)
 class Refresh:
-    """The outcome of refreshing one claim; epoch is set only when it was re-claimed."""
+    """The outcome of refreshing one claim; epoch and held are set only when it was re-claimed."""
 
     status: RefreshStatus
     epoch: int = 0
+    held: list[bytes] = field(default_factory=list)
 
 
 def _text(raw: bytes | str) -> str:
@@ -122,6 +123,7 @@ class RedisLink:
         self._withdraw = redis.register_script(self.WITHDRAW)
         self._route = redis.register_script(self.ROUTE)
         self._settle_ack = redis.register_script(self.SETTLE_ACK)
+        self._reserve = redis.register_script(self.RESERVE)
 
     async def _run(self, coro: Any) -> Any:
         try:
@@ -163,10 +165,11 @@ return result
                                           args=[self.replica_id, self.owner_ttl_ms]))
         return Claim(int(raw[0]), Owner.parse(raw[1]), list(raw[2:]))
 
-    # KEYS[1] owner
+    # KEYS[1] owner, KEYS[2] held list, KEYS[3] recent marker
     # ARGV[1] "replica|epoch" this replica holds, ARGV[2] owner TTL ms, ARGV[3] replica id
-    # Returns 1 kept (TTL extended), 0 taken by another owner, or {epoch} when the claim was gone
-    # (a Redis restart or failover lost it) and is claimed again.
+    # Returns 1 kept (TTL extended), 0 taken by another owner, or {epoch, held...} when the claim was
+    # gone (a Redis restart or failover lost it, or a router found our channel silent meanwhile) and is
+    # claimed again; commands held for the client in the meantime come with it, as on a claim.
     REFRESH = _NEXT_EPOCH + """
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
@@ -176,13 +179,19 @@ end
 if current then return 0 end
 local epoch = next_epoch(ARGV[1])
 redis.call('SET', KEYS[1], ARGV[3] .. '|' .. epoch, 'PX', ARGV[2])
-return {epoch}
+local result = {epoch}
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do table.insert(result, item) end
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
+return result
 """
 
     async def refresh(self, claims: Iterable[tuple[str, int]]) -> list[Refresh]:
         """Re-check every local claim in one batch (the audit, and recovery after a Redis outage)."""
-        calls = [([self.keys.owner(client_id)], [f"{self.replica_id}|{epoch}", self.owner_ttl_ms, self.replica_id])
-                 for client_id, epoch in claims]
+        k = self.keys
+        calls = [([k.owner(client_id), k.held(client_id), k.recent(client_id)],
+                  [f"{self.replica_id}|{epoch}", self.owner_ttl_ms, self.replica_id]) for client_id, epoch in claims]
         if self.sharded:  # a cluster runs no multi-slot pipelines: bounded concurrency instead
             gate = asyncio.Semaphore(CLUSTER_FANOUT)
 
@@ -200,7 +209,7 @@ return {epoch}
     @staticmethod
     def _refreshed(reply: int | list[int]) -> Refresh:
         if isinstance(reply, list):
-            return Refresh(RefreshStatus.RECLAIMED, int(reply[0]))
+            return Refresh(RefreshStatus.RECLAIMED, int(reply[0]), list(reply[1:]))
         return Refresh(RefreshStatus.KEPT if reply == 1 else RefreshStatus.TAKEN)
 
     # KEYS[1] owner, KEYS[2] recent marker
@@ -261,7 +270,7 @@ return {owner, redis.call('PUBLISH', ARGV[2] .. replica, ARGV[4])}
 
     async def _publish_raw(self, replica_id: str, raw: str) -> int:
         channel = self.keys.channel(replica_id)
-        sent = self.redis.spublish(channel, raw) if self.sharded else self.redis.publish(channel, raw)
+        sent = self.redis.execute_command("SPUBLISH", channel, raw) if self.sharded else self.redis.publish(channel, raw)
         return int(await self._run(sent))
 
     async def listening(self, replica_id: str) -> bool:
@@ -335,9 +344,23 @@ return {replica, redis.call('PUBLISH', ARGV[3] .. replica, ARGV[4])}
             receivers = await self._publish_raw(waiter, raw_envelope)
         return Settlement(waiter, receivers)
 
+    # KEYS[1] command id marker   ARGV[1] this reservation's token, ARGV[2] TTL ms
+    # Returns 1 when the id is ours: newly taken, or taken by this very reservation (a retry after the
+    # reply was lost to a failover must not report our own id as in use); 0 when another caller has it.
+    RESERVE = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then return 1 end
+return 0
+"""
+
     async def reserve(self, command_id: str, ttl: float) -> bool:
         """Take a caller-chosen command_id; False when it is already in use."""
-        return bool(await self._run(self.redis.set(self.keys.command_id(command_id), "1", nx=True, px=_ms(ttl))))
+        token = f"{self.replica_id}:{uuid.uuid4().hex[:12]}"
+        return bool(await self._run(self._reserve(keys=[self.keys.command_id(command_id)], args=[token, _ms(ttl)])))
 
     async def beat(self, clients: int) -> None:
         """This replica's lease in the fleet-wide hash: one call per interval, whatever its client count."""

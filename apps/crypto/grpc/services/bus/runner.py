@@ -28,8 +28,9 @@ class BusRunner:
     """Listener and upkeep tasks; reports Redis reachability through on_health."""
 
     def __init__(self, bus: CommandBus, redis: Redis, beat_interval: float, audit_interval: float,
-                 on_health: Callable[[bool], None], tasks: TaskOwner | None = None) -> None:
-        self.bus, self.redis = bus, redis
+                 on_health: Callable[[bool], None], tasks: TaskOwner | None = None, target: str = "") -> None:
+        self.bus, self.redis, self.target = bus, redis, target  # target: the Redis, described without secrets
+        self.last_error = ""
         self.beat_interval, self.audit_interval = beat_interval, audit_interval
         self.on_health = on_health
         self.healthy = False
@@ -46,8 +47,9 @@ class BusRunner:
         self._loops.spawn(self._audits(), "bus-audit")
         try:
             await asyncio.wait_for(self._subscribed.wait(), 10)
-        except TimeoutError:
-            logger.warning("bus.start_unhealthy reason=redis_unreachable")
+        except TimeoutError:  # serve anyway (NOT_SERVING) and keep trying: an outage must not crash-loop pods
+            logger.error("bus.redis_unreachable target=%s error=%s: serving NOT_SERVING until it answers",
+                         self.target or "-", self.last_error or "no answer within 10s")
 
     async def close(self) -> None:
         await self._loops.close()
@@ -70,6 +72,7 @@ class BusRunner:
             try:
                 await self._listen_once()
             except (RedisError, OSError, BusUnavailable) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 self._subscribed.clear()
                 self._set_health(False)
                 logger.warning("bus.listener_error error=%s retry_in=%.2f", type(exc).__name__, backoff)
