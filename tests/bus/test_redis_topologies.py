@@ -46,11 +46,15 @@ def test_cluster_sharded_pubsub_on_the_slot_owner(redis_cluster):
     pubsub.close()
 
 
+def replicated_set(client: redis.Redis, key: str, value: str) -> None:
+    """SET then WAIT on the same connection (WAIT counts only this connection's writes), so the replica has the
+    key before its master dies."""
+    assert client.pipeline(transaction=False).set(key, value).wait(1, 2000).execute() == [True, 1]
+
+
 def test_cluster_master_kill_promotes_its_replica(redis_cluster):
-    client = cluster_client(redis_cluster)
-    client.set("survivor", "yes")
     master = redis_cluster.master_for_key("survivor")
-    assert master.client().wait(1, 2000) == 1  # the replica has the write before the master dies
+    replicated_set(master.client(), "survivor", "yes")
     redis_cluster.kill(master)
     seconds = redis_cluster.wait_promoted(master, timeout=10)
     print(f"cluster failover took {seconds:.2f}s")
@@ -80,8 +84,7 @@ def test_sentinel_master_for_writes(redis_sentinel):
 
 def test_sentinel_master_kill_fails_over_to_the_replica(redis_sentinel):
     master = sentinel_master(redis_sentinel)
-    master.set("survivor", "yes")
-    assert master.wait(1, 2000) == 1
+    replicated_set(master, "survivor", "yes")
     old, replica = redis_sentinel.master_node(), redis_sentinel.data_nodes[1]
     redis_sentinel.kill_master()
     seconds = redis_sentinel.wait_failover(timeout=15)
