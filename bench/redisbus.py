@@ -12,6 +12,7 @@ exactly those sent from its start sample (inclusive) to its end sample (exclusiv
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,6 +158,27 @@ class RedisBus:
                 if cursor == 0:
                     break
         return total
+
+    async def key_sizes(self, client_prefix: str, per_node: int = 60) -> dict[str, dict[str, float]]:
+        """MEMORY USAGE of some keys naming a bench client (id = client_prefix + digits), averaged per kind
+        of key ("crypto:owner:{id}", ...): where the bytes per client go."""
+        id_pattern = re.compile(re.escape(client_prefix) + r"\d+")
+        sizes: dict[str, list[int]] = {}
+        for client in self.clients.values():
+            cursor, seen = 0, 0
+            while seen < per_node:
+                cursor, found = await client.scan(cursor, match=f"*{client_prefix}*", count=1000)
+                self.own["scan"] += 1
+                for raw in found[:per_node - seen]:
+                    key = raw.decode()
+                    usage = await client.memory_usage(key, samples=0)
+                    self.own["memory|usage"] += 1
+                    if usage is not None:
+                        sizes.setdefault(id_pattern.sub("{id}", key), []).append(int(usage))
+                        seen += 1
+                if cursor == 0:
+                    break
+        return {kind: {"sampled": len(v), "avg_bytes": round(sum(v) / len(v), 1)} for kind, v in sorted(sizes.items())}
 
     async def wait_keys(self, pattern: str, expected: int, timeout: float) -> int:
         """Poll until `expected` keys match (or the timeout); the count seen last."""

@@ -77,6 +77,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 await asyncio.sleep(ctx.options.upkeep_settle)
                 row = await measure(ctx, c, bus, fleets, step, ctx.options.upkeep_window)
                 row.update(grown)
+                row["key_bytes"] = await bus.key_sizes(ctx.prefix)
                 rows.append(row)
                 if grown["connected"] < step:
                     notes.append(f"only {grown['connected']:,} of {step:,} bots connected")
@@ -192,6 +193,9 @@ def assemble(ctx: Context, base: dict[str, Any], rows: list[dict[str, Any]], not
     for r in [base, *rows]:
         own.update(r["own_calls"])
     text += f"\nleft out as the measurement's own calls: {dict(own)}; RLIMIT_NOFILE {nofile[0]}/{nofile[1]}"
+    if rows:
+        kinds = "; ".join(f"{kind} {v['avg_bytes']:.0f} B" for kind, v in rows[-1]["key_bytes"].items())
+        text += f"\nMEMORY USAGE per key (sampled at {rows[-1]['streams']:,}): {kinds}"
     if notes:
         text += "\n" + "\n".join(f"note: {n}" for n in notes)
     for r in rows:
