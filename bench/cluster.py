@@ -38,23 +38,32 @@ class Cluster:
     workdir: Path
     database_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    redis_url: str = ""  # an external Redis (or redis+cluster:// seeds) instead of a local redis-server
     redis: RedisProcess | None = None
     replicas: list[Replica] = field(default_factory=list)
     _serial: int = 0
 
     async def start(self) -> Cluster:
-        self.redis = RedisProcess(self.workdir).start()
+        if not self.redis_url:
+            self.redis = RedisProcess(self.workdir).start()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.workdir / 'bench.sqlite3'}"
         await run_checked([sys.executable, "-W", "ignore", "manage.py", "migrate", "--noinput", "-v0"],
                           self.env(), timeout=180, what="manage.py migrate")
         return self
 
-    def env(self, **extra: str) -> dict[str, str]:
+    @property
+    def bus_url(self) -> str:
+        """The REDIS_URL the replicas get."""
+        if self.redis_url:
+            return self.redis_url
         assert self.redis is not None
+        return self.redis.url
+
+    def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
         env.update(BASE_ENV)
-        env.update(REDIS_URL=self.redis.url, DATABASE_URL=self.database_url)
+        env.update(REDIS_URL=self.bus_url, DATABASE_URL=self.database_url)
         env.update(self.extra_env)
         env.update(extra)
         return env
@@ -78,7 +87,9 @@ class Cluster:
         return [r for r in self.replicas if r.alive]
 
     def redis_client(self) -> aioredis.Redis:
-        assert self.redis is not None
+        """A client of the one Redis server (not for redis+cluster://: see bench/redisbus.py)."""
+        if self.redis is None:
+            return aioredis.Redis.from_url(self.bus_url)
         return aioredis.Redis(host="127.0.0.1", port=self.redis.port)
 
     def stop_replicas(self) -> None:

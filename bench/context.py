@@ -32,6 +32,11 @@ class Options:
     load_concurrency: int = 8  # background commands in flight during failover / rollout
     profile: bool = False
     replica_env: tuple[tuple[str, str], ...] = ()
+    redis_url: str = ""  # external Redis / redis+cluster:// seeds; "" = a local redis-server per cluster
+    client_steps: tuple[int, ...] = (3000,)  # upkeep: idle bots, grown step by step
+    upkeep_window: float = 60.0  # upkeep: measured steady window, seconds
+    upkeep_settle: float = 35.0  # upkeep: pause after the last bot connected, before the window
+    fleet_bots: int = 15_000  # bots per load generator process (more bots: more processes)
 
 
 @dataclass
@@ -66,11 +71,12 @@ class Context:
 
 
 @contextlib.asynccontextmanager
-async def cluster(ctx: Context, name: str, replicas: int, **env: str) -> AsyncIterator[Cluster]:
-    """redis-server + migrated database + `replicas` ready replica processes; all stopped on exit."""
-    started = Cluster(ctx.scratch(name), ctx.options.database_url, dict(ctx.options.replica_env))
+async def cluster(ctx: Context, name: str, replicas: int, redis_url: str = "", **env: str) -> AsyncIterator[Cluster]:
+    """redis-server (unless redis_url names one) + migrated database + `replicas` ready replica processes;
+    all stopped on exit (an external Redis is left running)."""
+    started = Cluster(ctx.scratch(name), ctx.options.database_url, dict(ctx.options.replica_env), redis_url)
     try:
-        ctx.log(f"{name}: starting redis-server and migrating the database")
+        ctx.log(f"{name}: {'starting redis-server and ' if not redis_url else ''}migrating the database")
         await started.start()
         ctx.log(f"{name}: starting {replicas} replica(s)")
         await started.add_replicas(replicas, **env)

@@ -1,6 +1,7 @@
 """Benchmark harness: start a local cluster, drive it, print tables, write bench/results/<scenario>-<stamp>.json.
 
     .venv/bin/python bench/run.py [latency ingest memory failover rollout] [--replicas 3] [--clients 1000] ...
+    .venv/bin/python bench/run.py upkeep --clients 3000,30000     # Redis cost of idle streams (run by name)
 
 Everything runs on 127.0.0.1 and stops by itself (each scenario has a time budget; every child
 process dies with the harness). See docs/benchmarks.md.
@@ -31,7 +32,8 @@ from bench.plot import latency_png  # noqa: E402
 from bench.report import write_json  # noqa: E402
 from config.env import split_list  # noqa: E402
 
-SCENARIOS = ("latency", "ingest", "memory", "failover", "rollout")
+SCENARIOS = ("latency", "ingest", "memory", "failover", "rollout", "upkeep")
+DEFAULT_SCENARIOS = SCENARIOS[:5]  # upkeep (minutes of idle streams) runs when named
 
 
 def int_list(raw: str) -> tuple[int, ...]:
@@ -48,9 +50,11 @@ def env_pair(raw: str) -> tuple[str, str]:
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenarios", nargs="*", metavar="scenario",
-                   help=f"any of: {' '.join(SCENARIOS)} (default: all, in this order)")
+                   help=f"any of: {' '.join(SCENARIOS)} (default: {' '.join(DEFAULT_SCENARIOS)})")
     p.add_argument("--replicas", type=int, default=3, help="replicas for latency, failover, rollout")
-    p.add_argument("--clients", type=int, default=1000, help="connected bots for latency, failover, rollout")
+    p.add_argument("--clients", type=int_list, default=None,
+                   help="connected bots for latency, failover, rollout (default 1000; the first of a list); "
+                        "upkeep: the steps, e.g. 3000,30000 (default 3000)")
     p.add_argument("--database-url", default="", help="PostgreSQL URL; default: a fresh SQLite file per scenario")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per latency step")
     p.add_argument("--concurrency", type=int_list, default=(1, 8, 32, 64), help="latency steps (commands in flight)")
@@ -65,6 +69,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="latency: py-spy a replica during an extra cross step")
     p.add_argument("--plot", default=str(ROOT / "docs" / "latency.png"), help="latency plot path ('' = none)")
     p.add_argument("--budget", type=float, default=900.0, help="hard time limit per scenario, seconds")
+    p.add_argument("--redis-url", default="",
+                   help="upkeep: use this Redis instead of a local redis-server (redis://h:p/0, or "
+                        "redis+cluster://h:p,h:p: every master is measured); the replicas get it as REDIS_URL")
+    p.add_argument("--upkeep-window", type=float, default=60.0, help="upkeep: measured steady window, seconds")
+    p.add_argument("--upkeep-settle", type=float, default=35.0,
+                   help="upkeep: pause after the last bot connected, before the window (bots' first heartbeat "
+                        "comes 15-30 s after connecting)")
+    p.add_argument("--fleet-bots", type=int, default=15_000, help="upkeep: bots per load generator process")
     p.add_argument("--env", type=env_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every replica (repeatable)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (replica logs, database)")
@@ -76,13 +88,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def options(args: argparse.Namespace) -> Options:
-    return Options(replicas=args.replicas, clients=args.clients, database_url=args.database_url,
+    return Options(replicas=args.replicas, clients=(args.clients or (1000,))[0], database_url=args.database_url,
                    duration=args.duration, concurrency=args.concurrency, fleet_channels=args.fleet_channels,
                    ingest_clients=args.ingest_clients, ingest_messages=args.ingest_messages,
                    ingest_seconds=args.ingest_seconds,
                    memory_steps=args.memory_steps, memory_transports=args.memory_transports,
                    load_concurrency=args.load_concurrency, profile=args.profile,
-                   replica_env=tuple(args.env))
+                   replica_env=tuple(args.env), redis_url=args.redis_url,
+                   client_steps=args.clients or (3000,), upkeep_window=args.upkeep_window,
+                   upkeep_settle=args.upkeep_settle, fleet_bots=args.fleet_bots)
 
 
 async def run_one(name: str, ctx: Context, budget: float, plot: str) -> dict[str, Any]:
@@ -124,7 +138,7 @@ async def run_all(names: list[str], ctx: Context, args: argparse.Namespace) -> i
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    names = list(dict.fromkeys(args.scenarios)) or list(SCENARIOS)
+    names = list(dict.fromkeys(args.scenarios)) or list(DEFAULT_SCENARIOS)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="crypto-bench-"))
     ctx = Context(options(args), stamp, workdir)
