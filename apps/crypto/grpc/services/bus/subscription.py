@@ -40,8 +40,12 @@ async def subscribe(redis: Any, channel: str, sharded: bool) -> AsyncIterator[As
 
 
 async def _plain(pubsub: Any) -> AsyncIterator[bytes]:
-    async for message in pubsub.listen():
-        if message and message.get("type") == "message":
+    """get_message with a timeout of its own, not listen(): listen() reads under the socket timeout,
+    and redis-py answers each idle timeout by reconnecting and re-subscribing, which left a moment
+    every few seconds when a publish to this replica reached nobody (and the owner looked gone)."""
+    while True:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=IDLE_PING)
+        if message is not None and message.get("type") == "message":
             yield message["data"]
 
 
