@@ -13,6 +13,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from apps.crypto.grpc.services.bus.keys import Keys
+
 from .procs import OPERATOR_TOKEN, RedisProcess, Replica, run_checked
 
 KEY_PREFIX = "crypto"
@@ -115,20 +117,25 @@ class Cluster:
 
 
 async def owners(redis: aioredis.Redis, client_ids: list[str]) -> dict[str, str]:
-    """client_id -> replica name holding its claim ("" when unclaimed), from crypto:owner:* keys."""
+    """client_id -> replica name holding its claim ("" when unclaimed), from crypto:owner:{id} keys."""
     result: dict[str, str] = {}
     for start in range(0, len(client_ids), 1000):
         chunk = client_ids[start:start + 1000]
-        values = await redis.mget([f"{KEY_PREFIX}:owner:{c}" for c in chunk])
+        values = await redis.mget([Keys(KEY_PREFIX).owner(c) for c in chunk])
         for client_id, raw in zip(chunk, values, strict=True):
             result[client_id] = raw.decode().rpartition("|")[0] if raw else ""
     return result
 
 
+def owner_pattern(prefix: str) -> str:
+    """SCAN pattern of the claims of clients whose ids start with prefix (braces are literal in globs)."""
+    return Keys(KEY_PREFIX).owner(prefix).removesuffix("}") + "*"
+
+
 async def count_claims(redis: aioredis.Redis, prefix: str) -> int:
     """How many of the bench's clients (ids starting with prefix) have a live claim."""
     count = 0
-    async for _ in redis.scan_iter(match=f"{KEY_PREFIX}:owner:{prefix}*", count=2000):
+    async for _ in redis.scan_iter(match=owner_pattern(prefix), count=2000):
         count += 1
     return count
 

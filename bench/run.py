@@ -72,6 +72,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--redis-url", default="",
                    help="upkeep: use this Redis instead of a local redis-server (redis://h:p/0, or "
                         "redis+cluster://h:p,h:p: every master is measured); the replicas get it as REDIS_URL")
+    p.add_argument("--redis-cluster", action="store_true",
+                   help="start a local Redis Cluster (3 masters, 1 replica each) for the run and use it as "
+                        "--redis-url")
     p.add_argument("--upkeep-window", type=float, default=60.0, help="upkeep: measured steady window, seconds")
     p.add_argument("--upkeep-settle", type=float, default=35.0,
                    help="upkeep: pause after the last bot connected, before the window (bots' first heartbeat "
@@ -141,10 +144,18 @@ def main(argv: list[str]) -> int:
     names = list(dict.fromkeys(args.scenarios)) or list(DEFAULT_SCENARIOS)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = Path(tempfile.mkdtemp(prefix="crypto-bench-"))
+    topology = None
+    if args.redis_cluster:  # the test suite's real cluster, so both measure the same set-up
+        from tests.support.redis_topologies import RedisClusterSet
+
+        topology = RedisClusterSet().start()
+        args.redis_url = topology.url
     ctx = Context(options(args), stamp, workdir)
     try:
         return asyncio.run(run_all(names, ctx, args))
     finally:
+        if topology is not None:
+            topology.stop()
         if args.keep:
             print(f"scratch kept: {workdir}")
         else:

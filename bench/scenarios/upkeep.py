@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from ..cluster import KEY_PREFIX, Cluster
+from ..cluster import Cluster, owner_pattern
 from ..context import Context, cluster
 from ..fleetctl import FleetProcess
 from ..procs import CpuMeter
@@ -103,7 +103,7 @@ async def grow(ctx: Context, c: Cluster, bus: RedisBus, fleets: list[FleetProces
     answers = await asyncio.gather(*(fleets[k].connect(ctx.prefix, hi - lo, start=lo, rate=rate)
                                      for k, lo, hi in parts))
     connect_s = time.monotonic() - began
-    claims = await bus.wait_keys(f"{KEY_PREFIX}:owner:{ctx.prefix}*", want, CLAIM_TIMEOUT)
+    claims = await bus.wait_keys(owner_pattern(ctx.prefix), want, CLAIM_TIMEOUT)
     stats = [await f.stats() for f in fleets]
     return {"connected": sum(s["connected"] for s in stats), "claims": claims,
             "connect_s": round(connect_s, 1), "claimed_s": round(time.monotonic() - began, 1),
