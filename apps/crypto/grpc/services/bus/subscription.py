@@ -27,7 +27,9 @@ async def subscribe(redis: Any, channel: str, sharded: bool) -> AsyncIterator[As
         return
     await redis.nodes_manager.initialize()  # the current slot map: the channel's master may have moved
     node = redis.get_node_from_key(channel)
-    connection = node.connection_class(**node.connection_kwargs)
+    # Its own liveness check (PING while idle): redis-py's health check expects a plain PONG, which a
+    # subscribed connection does not give.
+    connection = node.connection_class(**{**node.connection_kwargs, "health_check_interval": 0})
     try:
         await connection.connect()
         await connection.send_command("SSUBSCRIBE", channel)
@@ -57,7 +59,7 @@ async def _sharded(connection: Any, channel: str) -> AsyncIterator[bytes]:
             silent += 1
             if silent > 1:
                 raise RedisConnectionError(f"shard of {channel} stopped answering")
-            await connection.send_command("PING")
+            await connection.send_command("PING", check_health=False)
             continue
         silent = 0
         kind = _kind(reply)
