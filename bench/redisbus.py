@@ -33,6 +33,9 @@ class Node:
         return f"{self.host}:{self.port}"
 
 
+BUFFERS = ("mem_replication_backlog", "mem_clients_slaves", "mem_clients_normal")
+
+
 @dataclass
 class Sample:
     calls: Counter[str]  # command -> calls so far, summed over the nodes
@@ -40,6 +43,9 @@ class Sample:
     keys: int  # DBSIZE, summed
     own: Counter[str]  # commands the harness had sent before this sample (this sample's excluded)
     per_node: dict[str, dict[str, int]] = field(default_factory=dict)
+    # bytes of used_memory in buffers, not data: the replication backlog (capped at repl-backlog-size
+    # per master, filled by any writes) and client buffers (replication links, connections)
+    buffers: int = 0
 
 
 def is_cluster_url(url: str) -> bool:
@@ -130,7 +136,7 @@ class RedisBus:
         """commandstats, used_memory and DBSIZE of every node, summed."""
         own = Counter(self.own)
         calls: Counter[str] = Counter()
-        used = keys = 0
+        used = keys = buffers = 0
         per_node = {}
         for node, client in self.clients.items():
             info = await client.info("commandstats")
@@ -141,10 +147,11 @@ class RedisBus:
                                   if isinstance(v, dict) and "calls" in v})
             calls += node_calls
             used += int(memory["used_memory"])
+            buffers += sum(int(memory.get(name, 0)) for name in BUFFERS)
             keys += size
             per_node[node.name] = {"calls": sum(node_calls.values()), "used_memory": int(memory["used_memory"]),
                                    "keys": size}
-        return Sample(calls, used, keys, own, per_node)
+        return Sample(calls, used, keys, own, per_node, buffers)
 
     async def count_keys(self, pattern: str) -> int:
         """Keys matching pattern on all nodes (SCAN; counted as own commands)."""

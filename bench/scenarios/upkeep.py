@@ -11,7 +11,9 @@ of a steady window (--upkeep-window):
   commandstats counts a Lua script's inner redis.call()s as well as the EVALSHA itself, and every
   command of a pipeline: calls, not round trips.
 - Redis bytes per client = (used_memory at the window's end - used_memory of the base) / streams,
-  and keys per client likewise from DBSIZE.
+  and keys per client likewise from DBSIZE. `data_bytes_per_client` leaves out the growth of buffers
+  (replication backlog, client buffers): bounded per server whatever the number of clients, they
+  fill up with any writes, so on a cluster with replicas they add a fixed ~1 MB per master.
 
 These are counts: they depend on the code, not on the machine's speed (as long as the bots keep
 their streams: `reconnects` in the window must be 0).
@@ -142,7 +144,7 @@ async def measure(ctx: Context, c: Cluster, bus: RedisBus, fleets: list[FleetPro
 
 
 def sample_dict(s: Sample) -> dict[str, Any]:
-    return {"used_memory": s.used_memory, "keys": s.keys, "calls_total": sum(s.calls.values()),
+    return {"used_memory": s.used_memory, "buffers": s.buffers, "keys": s.keys, "calls_total": sum(s.calls.values()),
             "per_node": s.per_node}
 
 
@@ -158,6 +160,8 @@ def derive(row: dict[str, Any], base: dict[str, Any]) -> None:
     keys = row["end"]["keys"] - base["end"]["keys"]
     row["used_memory_mb"] = round(row["end"]["used_memory"] / 2**20, 1)
     row["bytes_per_client"] = round(used / streams, 1) if streams else float("nan")
+    data = used - (row["end"]["buffers"] - base["end"]["buffers"])
+    row["data_bytes_per_client"] = round(data / streams, 1) if streams else float("nan")
     row["keys"] = row["end"]["keys"]
     row["keys_per_client"] = round(keys / streams, 3) if streams else float("nan")
 
@@ -170,7 +174,7 @@ def assemble(ctx: Context, base: dict[str, Any], rows: list[dict[str, Any]], not
     for row in rows:
         derive(row, base)
     columns = ["streams", "window_s", "redis_calls_s", "calls_per_stream_s", "net_per_stream_s", "used_memory_mb",
-               "bytes_per_client", "keys", "keys_per_client", "reconnects", "cpu_replicas", "cpu_redis",
+               "bytes_per_client", "data_bytes_per_client", "keys", "keys_per_client", "reconnects", "cpu_replicas", "cpu_redis",
                "cpu_loadgen"]
     mode = "Redis Cluster, masters " if bus.cluster else "one redis-server "
     title = (f"idle streams on {ctx.options.replicas} replicas, {mode}{', '.join(n.name for n in bus.nodes)}; "
