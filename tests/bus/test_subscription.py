@@ -39,23 +39,22 @@ async def idle_then_publish(bus_redis, channel: str, idle: float) -> tuple[list[
     return received, int(receivers)
 
 
-async def test_a_plain_subscription_outlives_the_socket_timeout(plain_redis, monkeypatch):
+async def subscribed_through_idle(url: str, channel: str, idle: float, monkeypatch) -> tuple[list[bytes], int]:
     monkeypatch.setattr(subscription, "IDLE_PING", 0.3)
-    bus_redis = connect_bus_redis(plain_redis.url, socket_timeout=0.5)
+    bus_redis = connect_bus_redis(url, socket_timeout=0.5)
     try:
-        received, receivers = await idle_then_publish(bus_redis, "t:chan:A", idle=2.0)
+        return await idle_then_publish(bus_redis, channel, idle)
     finally:
         await bus_redis.aclose()
+
+
+async def test_a_plain_subscription_outlives_the_socket_timeout(plain_redis, monkeypatch):
+    received, receivers = await subscribed_through_idle(plain_redis.url, "t:chan:A", 2.0, monkeypatch)
     assert received == [b"after-idle"] and receivers == 1
     assert plain_redis.client().info("commandstats")["cmdstat_subscribe"]["calls"] == 1
 
 
 async def test_a_sharded_subscription_pings_while_idle_and_stays(redis_cluster, monkeypatch):
-    monkeypatch.setattr(subscription, "IDLE_PING", 0.3)
-    bus_redis = connect_bus_redis(redis_cluster.url, socket_timeout=0.5)
-    try:
-        # past redis-py's 10 s health check, which a subscribed connection cannot answer
-        received, receivers = await idle_then_publish(bus_redis, "t:chan:B", idle=11.0)
-    finally:
-        await bus_redis.aclose()
+    # idle past redis-py's 10 s health check, which a subscribed connection cannot answer
+    received, receivers = await subscribed_through_idle(redis_cluster.url, "t:chan:B", 11.0, monkeypatch)
     assert received == [b"after-idle"] and receivers == 1
