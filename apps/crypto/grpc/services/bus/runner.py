@@ -21,7 +21,7 @@ from .link import BusUnavailable
 from .subscription import subscribe
 
 logger = logging.getLogger(__name__)
-MAX_BACKOFF = 2.0
+MAX_BACKOFF = 0.5  # a listener retries at least this often: back within half a second of a Redis failover
 
 
 class BusRunner:
