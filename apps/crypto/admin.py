@@ -90,7 +90,7 @@ class LiveChangeList(ChangeList):
         super().get_results(request)
         if not self.result_list:
             return
-        view = fetch_live_view()
+        view = fetch_live_view(client_ids=[row.client_id for row in self.result_list])
         for row in self.result_list:
             setattr(row, LIVE_VIEW_ATTR, view)
 
@@ -123,7 +123,7 @@ class ClientAdmin(ModelAdmin):
         """From the page's cluster view on the changelist; a fresh read on a single client's page."""
         if obj.pk is None:
             return format_html("{}", "-")
-        view = getattr(obj, LIVE_VIEW_ATTR, None) or fetch_live_view()
+        view = getattr(obj, LIVE_VIEW_ATTR, None) or fetch_live_view(client_ids=[obj.client_id])
         return render_live(view, obj.client_id)
 
     @admin.display(description="Related records")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,18 +76,19 @@ def redis_configured() -> bool:
     return bool(ENV.redis_url)
 
 
-async def afetch_live_view(timeout: float = LIVE_TIMEOUT) -> LiveView:
-    """The current view, or an unavailable one (logged) when Redis is not configured or fails."""
+async def afetch_live_view(timeout: float = LIVE_TIMEOUT, client_ids: Collection[str] | None = None) -> LiveView:
+    """The current view (of `client_ids` only, when given: a page asks for its rows, not the fleet), or
+    an unavailable one (logged) when Redis is not configured or fails."""
     if not redis_configured():
         return LiveView.unavailable("REDIS_URL is not set")
     try:
-        clients, _replicas = await asyncio.wait_for(fetch_cluster_view(), timeout)
+        clients, _replicas = await asyncio.wait_for(fetch_cluster_view(client_ids=client_ids), timeout)
     except Exception as exc:  # any Redis or decoding failure: the page must still render
         logger.warning("live.view_failed error=%s detail=%s", type(exc).__name__, exc)
         return LiveView.unavailable(f"cluster view unavailable: {type(exc).__name__}")
     return LiveView({row.client_id: LiveState.of(row) for row in clients})
 
 
-def fetch_live_view(timeout: float = LIVE_TIMEOUT) -> LiveView:
+def fetch_live_view(timeout: float = LIVE_TIMEOUT, client_ids: Collection[str] | None = None) -> LiveView:
     """Sync entry point (admin, sync API views); must not be called from a thread running a loop."""
-    return asyncio.run(afetch_live_view(timeout))
+    return asyncio.run(afetch_live_view(timeout, client_ids))

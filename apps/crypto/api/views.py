@@ -84,7 +84,8 @@ class ClientListView(OperatorApiView):
 
     def get(self, request: Request) -> Response:
         page = self.paginate_queryset(self.get_queryset())
-        rows = ClientSerializer(page, many=True, context=self.live_context(fetch_live_view())).data
+        rows = ClientSerializer(page, many=True, context=self.live_context(
+            fetch_live_view(client_ids=[client.client_id for client in page or ()]))).data
         return self.get_paginated_response(rows)
 
 
@@ -96,7 +97,8 @@ class ClientDetailView(OperatorApiView):
 
     def get(self, request: Request, client_id: str) -> Response:
         client = get_client(client_id)
-        return Response(ClientDetailSerializer(client, context=self.live_context(fetch_live_view())).data)
+        view = fetch_live_view(client_ids=[client.client_id])
+        return Response(ClientDetailSerializer(client, context=self.live_context(view)).data)
 
 
 @extend_schema(tags=[TAG], summary="Send a command; with wait=true return the bot's ack",

@@ -347,8 +347,16 @@ class CommandBus:
         return None
 
     def _on_list(self, envelope: m.Envelope) -> FollowUp:
-        """A cluster view asks: push our clients to its listing (one reply per replica, not per client)."""
-        payload = json.dumps({"replica": self.me, "clients": list(self.presences().values())})
+        """A cluster view asks: push our clients (those it names, when it names some) to its listing."""
+        chosen = list(self.sessions.values())
+        if envelope.body:
+            try:
+                wanted = json.loads(envelope.body)
+            except ValueError:
+                wanted = []
+            wanted = wanted if isinstance(wanted, list) else []
+            chosen = [s for c in wanted if isinstance(c, str) and (s := self.sessions.get(c)) is not None]
+        payload = json.dumps({"replica": self.me, "clients": [self._presence(s) for s in chosen if not s.closed]})
         return self.link.post_listing(envelope.command_id, payload)
 
     def _resolve_ack(self, ack: common_pb2.CommandAck, sender: str) -> None:
@@ -398,10 +406,9 @@ class CommandBus:
                     if follow_up is not None:
                         await follow_up
 
-    def presences(self) -> dict[str, dict[str, str]]:
-        return {s.client_id: {"client_id": s.client_id, "replica": self.me, "connected_at": f"{s.connected_at:.3f}",
-                              "last_heartbeat": f"{s.last_heartbeat:.3f}"}
-                for s in self.sessions.values() if not s.closed}
+    def _presence(self, s: StreamSession) -> dict[str, str]:
+        return {"client_id": s.client_id, "replica": self.me, "connected_at": f"{s.connected_at:.3f}",
+                "last_heartbeat": f"{s.last_heartbeat:.3f}"}
 
 
 CONFIRMS = frozenset({Kind.DELIVERED, Kind.ACK})  # events that prove a command reached the client

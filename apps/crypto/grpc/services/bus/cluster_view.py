@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,8 +41,9 @@ def _ts(raw: str | float) -> datetime:
     return datetime.fromtimestamp(float(raw), UTC)
 
 
-async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT) -> tuple[list[ClientPresence], list[dict[str, Any]]]:
-    """Every connected client (with its replica) and every live replica."""
+async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT, client_ids: Collection[str] | None = None,
+                             ) -> tuple[list[ClientPresence], list[dict[str, Any]]]:
+    """Every connected client (of `client_ids` only, when given) with its replica, and every live replica."""
     config = load_config()
     bus_redis = connect_bus_redis(ENV.redis_url, config.redis_socket_timeout, ENV.redis_password,
                                   ENV.redis_sentinel_password)
@@ -49,7 +51,7 @@ async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT) -> tuple[list[Clie
                      config.ownership_ttl, grace=0, sharded=bus_redis.sharded)
     try:
         replicas = await live_leases(link, LEASE_BEATS * config.replica_beat_interval)
-        answers = await ask_replicas(link, [r["replica"] for r in replicas], timeout)
+        answers = await ask_replicas(link, [r["replica"] for r in replicas], timeout, client_ids)
     finally:
         await bus_redis.aclose()
     rows = [ClientPresence(c["client_id"], c["replica"], _ts(c["connected_at"]), _ts(c["last_heartbeat"]))
@@ -73,10 +75,12 @@ async def live_leases(link: RedisLink, max_age: float) -> list[dict[str, Any]]:
     return sorted(live, key=lambda lease: lease["replica"])
 
 
-async def ask_replicas(link: RedisLink, replicas: list[str], timeout: float) -> list[dict[str, Any]]:
-    """One LIST envelope per replica; the answers that arrive within timeout."""
+async def ask_replicas(link: RedisLink, replicas: list[str], timeout: float,
+                       client_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """One LIST envelope per replica (with the wanted client_ids, if any); the answers within timeout."""
     request = new_request_id()
-    envelope = Envelope(EnvelopeKind.LIST, command_id=request, sender=link.replica_id)
+    wanted = json.dumps(sorted(set(client_ids))).encode() if client_ids is not None else b""
+    envelope = Envelope(EnvelopeKind.LIST, command_id=request, sender=link.replica_id, body=wanted)
     reached = sum([await link.publish(replica, envelope) > 0 for replica in replicas])
     key, answers = link.keys.listing(request), []
     until = time.monotonic() + timeout
