@@ -122,3 +122,26 @@ async def test_close_is_bounded_when_the_database_hangs_and_says_what_was_left(c
     await asyncio.wait_for(buffer.close(timeout=0.3), 5)
     assert asyncio.get_running_loop().time() - started < 2
     assert any("ingest.close_incomplete left=3" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_database_down_longer_than_retry_for_refuses_the_batch_as_storage_unavailable(caplog) -> None:
+    """Held and retried while the outage lasts; past retry_for the messages are refused, with the reason."""
+    from apps.crypto.grpc.services.ingest.plan import StorageUnavailable
+
+    tries: list[int] = []
+
+    async def down(writes: Sequence[Write]) -> FlushReport:
+        tries.append(len(writes))
+        raise StorageUnavailable("OperationalError: server closed the connection")
+
+    buffer = IngestBuffer(down, batch_size=10, interval=0.01, limit=10, retry_for=0.5)
+    buffer.start()
+    writes = [LogWrite(context("c-down"), 1, "INFO", f"m{n}", "") for n in range(3)]
+    for write in writes:
+        await buffer.put(write)
+    await asyncio.wait_for(buffer.settle(), 5)
+    await buffer.close()
+    assert len(tries) >= 3  # tried again with backoff before giving up
+    assert buffer.pending == 0
+    refused = [r.getMessage() for r in caplog.records if "message.rejected" in r.getMessage()]
+    assert len(refused) == 3 and all("storage unavailable: OperationalError" in line for line in refused)

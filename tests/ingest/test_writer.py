@@ -106,3 +106,36 @@ async def test_a_repeat_compares_with_the_stored_amount_as_the_database_returns_
     assert (await write_counting(repeat))[0].refused == []
     row = await Transaction.objects.aget(client_id=pk, transaction_id="t")
     assert (row.amount, row.status) == (Decimal("0.1"), "confirmed")
+
+
+async def test_a_table_briefly_gone_holds_the_batch_and_rejects_nothing() -> None:
+    """A database blip (here the transactions table renamed away for a moment, as in a failover) is
+    retried with backoff: every valid transaction is stored once it is back, none becomes a rejection."""
+    import asyncio
+
+    from apps.crypto.grpc.services.ingest.buffer import IngestBuffer
+
+    [(client_id, pk)] = (await new_clients(1)).items()
+    writes = [TransactionWrite(context(client_id), pk, f"blip-{n}", "deposit", "BTC", "1", "done", "")
+              for n in range(300)]
+    table = Transaction._meta.db_table
+
+    @sync_to_async
+    def rename(src: str, dst: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER TABLE "{src}" RENAME TO "{dst}"')
+
+    buffer = IngestBuffer(sync_to_async(BatchWriter(PARTS)), batch_size=100, interval=0.01, limit=1000)
+    buffer.start()
+    await rename(table, f"{table}_away")
+    try:
+        for write in writes:
+            await buffer.put(write)
+        await asyncio.sleep(0.6)  # several tries fail meanwhile
+        assert buffer.pending == 300  # held, not refused
+    finally:
+        await rename(f"{table}_away", table)
+    await asyncio.wait_for(buffer.settle(), 10)
+    await buffer.close()
+    assert await Transaction.objects.filter(client__client_id=client_id, transaction_id__startswith="blip-").acount() == 300
+    assert not await RejectedMessage.objects.filter(client_id=client_id).aexists()

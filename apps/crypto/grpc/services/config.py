@@ -30,6 +30,7 @@ class CryptoStreamingConfig:
     ingest_batch_size: int = 2_000  # client messages stored per transaction, at most
     ingest_flush_interval: float = 0.01  # how long a flush waits for a full batch before storing what it has
     ingest_buffer_limit: int = 20_000  # messages buffered per replica before streams wait (backpressure)
+    ingest_retry_for: float = 60.0  # a batch the database cannot take is retried this long, then refused
     max_message_bytes: int = 4 * MIB
     max_text_chars: int = 10_000
     # Inbound messages one stream may send per second (a token bucket with a burst of twice that);
@@ -69,8 +70,8 @@ class CryptoStreamingConfig:
             raise ValueError("ingest_batch_size must be >= 1 and at most ingest_buffer_limit")
         if self.max_messages_per_second < 0 or self.command_id_ttl <= 0:
             raise ValueError("max_messages_per_second must be >= 0 and command_id_ttl > 0")
-        if self.ingest_flush_interval <= 0:
-            raise ValueError("ingest_flush_interval must be > 0")
+        if self.ingest_flush_interval <= 0 or self.ingest_retry_for < 0:
+            raise ValueError("ingest_flush_interval must be > 0 and ingest_retry_for >= 0")
         if "{client_id}" not in self.centrifugo_channel_pattern:
             raise ValueError("centrifugo_channel_pattern must contain {client_id}")
         if self.drain_window >= self.shutdown_grace > 0:

@@ -1,7 +1,7 @@
 """Client-message ingest with write-behind persistence; machinery that knows no payload kind.
 
 plan.py    a batch being folded, and what a payload kind gives the machinery (pure)
-writer.py  storing a batch in one transaction, one by one when that fails (ORM, sync)
+writer.py  storing a batch in one transaction, one by one when a write fails it (ORM, sync)
 buffer.py  the bounded buffer and its flush task (asyncio)
 
 Payload kinds (handlers/) are passed in, never imported. No Django model imports here: the
@@ -28,4 +28,4 @@ def build_ingest_buffer(config: "CryptoStreamingConfig", parts: "Sequence[Part]"
     from .writer import BatchWriter
 
     return IngestBuffer(sync_to_async(BatchWriter(parts)), config.ingest_batch_size, config.ingest_flush_interval,
-                        config.ingest_buffer_limit, forget_client)
+                        config.ingest_buffer_limit, forget_client, config.ingest_retry_for)

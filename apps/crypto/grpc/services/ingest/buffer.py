@@ -9,6 +9,9 @@ transaction, whatever the number of messages.
 - Ordered: one flush task takes writes in the order they were put and stores batch after batch, so
   later messages of a client never land before earlier ones. behind() orders a direct write (stream
   open/close bookkeeping) after everything already buffered.
+- A database outage holds, never rejects: a batch the database cannot take (StorageUnavailable) is
+  tried again with backoff for up to `retry_for` seconds while the full buffer holds the streams
+  back; only then are its messages refused as "storage unavailable".
 - Nothing is lost on shutdown: close() stores whatever is left (unless the database hangs past its
   timeout, which is logged with the count); a write put after close() is stored at once.
 """
@@ -17,27 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec
 
 from .. import metrics
 from ..tasks import Spawn, spawn_task
-from .plan import FlushReport, Write
+from ..inbound import Refusal
+from .plan import FlushReport, StorageUnavailable, Write
 
 logger = logging.getLogger(__name__)
 BatchWrite = Callable[[Sequence[Write]], Awaitable[FlushReport]]
 P = ParamSpec("P")
+RETRY_FIRST, RETRY_MAX = 0.05, 2.0  # backoff between tries of a batch the database could not take
 
 
 class IngestBuffer:
     """Bounded FIFO of validated writes with a flush task; `write_batch` stores one batch."""
 
     def __init__(self, write_batch: BatchWrite, batch_size: int = 2_000, interval: float = 0.01,
-                 limit: int = 20_000, forget_client: Callable[[str], None] = lambda client_id: None) -> None:
+                 limit: int = 20_000, forget_client: Callable[[str], None] = lambda client_id: None,
+                 retry_for: float = 60.0) -> None:
         if batch_size < 1 or limit < batch_size or interval <= 0:
             raise ValueError("need batch_size >= 1, limit >= batch_size and interval > 0")
         self.write_batch, self.batch_size, self.interval, self.limit = write_batch, batch_size, interval, limit
         self.forget_client = forget_client  # a cached client pk that failed a write is looked up afresh
+        self.retry_for = retry_for  # how long a batch is tried again while the database is unavailable
         self._queue: list[Write] = []
         self._in_flight = 0
         self._put_count = 0  # writes ever put
@@ -136,7 +144,7 @@ class IngestBuffer:
     async def _flush(self, batch: list[Write]) -> None:
         self._in_flight += len(batch)
         try:
-            report = await self.write_batch(batch)
+            report = await self._write_retrying(batch)
         except Exception as exc:  # write_batch never raises by contract; if it does, say what was lost
             logger.error("ingest.flush_failed writes=%d error=%s", len(batch), type(exc).__name__, exc_info=True)
             report = FlushReport(len(batch))
@@ -147,6 +155,22 @@ class IngestBuffer:
             progress, self._progress = self._progress, asyncio.Event()
             progress.set()
         self._account(report)
+
+    async def _write_retrying(self, batch: list[Write]) -> FlushReport:
+        """The batch, stored once the database takes it; refused only after `retry_for` seconds."""
+        started, delay = time.monotonic(), RETRY_FIRST
+        while True:
+            try:
+                return await self.write_batch(batch)
+            except StorageUnavailable as exc:
+                if time.monotonic() - started >= self.retry_for:
+                    logger.error("ingest.storage_gave_up writes=%d after=%.1f error=%s", len(batch), self.retry_for, exc)
+                    return FlushReport(len(batch), [Refusal(w.ctx, w.kind, f"storage unavailable: {exc}"[:200],
+                                                            at_flush=True)
+                                                    for w in batch if not isinstance(w, Refusal)])
+                logger.warning("ingest.storage_unavailable writes=%d error=%s retry_in=%.2f", len(batch), exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
 
     def _account(self, report: FlushReport) -> None:
         """Refusals only the writer could find were never seen by the stream: count and log them here."""

@@ -75,3 +75,7 @@ class FlushReport:
     written: int = 0
     refused: list[Refusal] = field(default_factory=list)
     stale_clients: set[str] = field(default_factory=set)
+
+
+class StorageUnavailable(Exception):
+    """The database could not take a batch for a reason of its own, not of one write: try it again."""

@@ -5,7 +5,9 @@ payload kind: each write folds into the batch's Plan through its kind, and every
 what it folded, in the registry's order. When the batch fails (a DatabaseError, e.g. a client row
 an operator deleted breaks a foreign key), it is retried write by write, each in its own
 transaction, so only the writes that fail again become rejections and everything else, of every
-other client, is still stored.
+other client, is still stored. A transient error of the database itself (connection lost, a lock
+timeout, a failover, a table briefly gone) is no write's fault: the batch is handed back unstored
+(StorageUnavailable) and the buffer tries it again later, holding the streams back meanwhile.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.crypto.limits import ID_MAX, REASON_MAX
 from apps.crypto.models import RejectedMessage
 
 from ..inbound import Refusal
-from .plan import FlushReport, PayloadKind, Part, Plan, Write
+from .plan import FlushReport, PayloadKind, Part, Plan, StorageUnavailable, Write
 
 logger = logging.getLogger(__name__)
+TRANSIENT = (OperationalError, InterfaceError)
 
 
 class BatchWriter:
@@ -33,9 +36,12 @@ class BatchWriter:
         self.kinds: Mapping[str, PayloadKind] = {p.name: p for p in parts if isinstance(p, PayloadKind)}
 
     def __call__(self, writes: Sequence[Write]) -> FlushReport:
-        """Store `writes` (in message order); never raises."""
+        """Store `writes` (in message order); raises only StorageUnavailable, with nothing stored."""
         try:
             return FlushReport(len(writes), self._store(writes))
+        except TRANSIENT as exc:
+            connection.close()  # the next try connects afresh (a failover, a killed connection)
+            raise StorageUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         except Exception as exc:  # DatabaseError, or a bug that one write triggers: isolate it
             logger.warning("ingest.batch_failed writes=%d error=%s retry=one_by_one", len(writes),
                            type(exc).__name__)
