@@ -62,10 +62,10 @@ class CommandBus:
         self._pending: dict[str, Pending] = {}
         # answers that must go out even if their stream ends
         self._replies = (tasks or TaskOwner("bus")).scope("replies")
-        self._expired: OrderedDict[str, None] = OrderedDict()  # awaited commands that timed out, newest last
+        self._expired = RecentIds(EXPIRED_KEPT)  # awaited commands that timed out
         # A publish whose reply was lost (a Redis failover) is retried by the client library and so
         # arrives twice; the owner delivers each command_id once.
-        self._delivered: OrderedDict[str, None] = OrderedDict()
+        self._delivered = RecentIds(DELIVERED_KEPT)
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,
                           Kind.UNDELIVERABLE: self._on_delivery, Kind.ACK: self._on_ack_envelope,
@@ -87,10 +87,7 @@ class CommandBus:
         if claim.previous and claim.previous.replica_id != self.me:
             evict = m.Envelope(Kind.EVICT, client_id=session.client_id, epoch=claim.epoch, sender=self.me)
             await self.link.publish(claim.previous.replica_id, evict)
-        for raw in claim.held:  # confirmed at once: their callers may be about to give up
-            follow_up = self._deliver_here(session, m.decode(raw), confirm_now=True)
-            if follow_up is not None:
-                await follow_up
+        await self._deliver_held(session, claim.held)
 
     async def detach(self, session: StreamSession) -> None:
         """Answer in-flight commands at once and release the claim (compare-and-delete)."""
@@ -132,14 +129,17 @@ class CommandBus:
                 ack = await asyncio.wait_for(pending.ack, max(0.0, deadline - time.monotonic()))
                 return Answer(ack, delivery, from_stream=True)
             except TimeoutError:
-                self._expire(command.command_id)
+                self._expired.add(command.command_id)
                 error = f"timed out after {timeout:g}s waiting for CommandAck"
                 return Answer(failure_ack(command.command_id, error), delivery, timed_out=True)
 
-    def _expire(self, command_id: str) -> None:
-        self._expired[command_id] = None
-        if len(self._expired) > EXPIRED_KEPT:
-            self._expired.popitem(last=False)
+    async def _deliver_held(self, session: StreamSession, held: list[bytes]) -> None:
+        """Commands held while the client had no stream, in order; confirmed at once: their callers may
+        be about to give up."""
+        for raw in held:
+            follow_up = self._deliver_here(session, m.decode(raw), confirm_now=True)
+            if follow_up is not None:
+                await follow_up
 
     async def on_ack(self, client_id: str, ack: common_pb2.CommandAck) -> bool:
         """A client acknowledged: answer whoever waits, locally or on its replica.
@@ -296,9 +296,7 @@ class CommandBus:
                 return None  # the first copy's ack (or its delayed confirmation) answers the caller
             return self._reply(envelope.reply_to, m.Envelope(Kind.DELIVERED, command_id=envelope.command_id,
                                                              sender=self.me))
-        self._delivered[envelope.command_id] = None
-        if len(self._delivered) > DELIVERED_KEPT:
-            self._delivered.popitem(last=False)
+        self._delivered.add(envelope.command_id)
         return self._deliver_here(session, envelope)
 
     def _deliver_here(self, session: StreamSession, envelope: m.Envelope, confirm_now: bool = False) -> FollowUp:
@@ -367,7 +365,7 @@ class CommandBus:
             late = ack.command_id in self._expired
             logger.info("bus.%s command_id=%s", "late_ack" if late else "duplicate_ack", ack.command_id)
             if late:
-                del self._expired[ack.command_id]
+                self._expired.discard(ack.command_id)
                 self.on_late_ack(ack)
             return
         pending.ack.set_result(ack)
@@ -401,10 +399,7 @@ class CommandBus:
                 session.epoch = result.epoch
                 logger.info("bus.reclaimed client_id=%s epoch=%d held=%d", session.client_id, session.epoch,
                             len(result.held))
-                for raw in result.held:
-                    follow_up = self._deliver_here(session, m.decode(raw), confirm_now=True)
-                    if follow_up is not None:
-                        await follow_up
+                await self._deliver_held(session, result.held)
 
     def _presence(self, s: StreamSession) -> dict[str, str]:
         return {"client_id": s.client_id, "replica": self.me, "connected_at": f"{s.connected_at:.3f}",
@@ -412,6 +407,25 @@ class CommandBus:
 
 
 CONFIRMS = frozenset({Kind.DELIVERED, Kind.ACK})  # events that prove a command reached the client
+
+
+class RecentIds:
+    """The last `limit` ids added, the oldest forgotten first: bounded memory for "seen lately"."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, id_: str) -> None:
+        self._ids[id_] = None
+        if len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+
+    def discard(self, id_: str) -> None:
+        self._ids.pop(id_, None)
+
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self._ids
 
 
 class DuplicateCommand(ValueError):

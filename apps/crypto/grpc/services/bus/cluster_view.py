@@ -61,17 +61,14 @@ async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT, client_ids: Collec
 
 async def live_leases(link: RedisLink, max_age: float) -> list[dict[str, Any]]:
     """Leases renewed within max_age; ones older than LEASE_FORGOTTEN (killed replicas) are removed."""
-    raw = await link.redis.hgetall(link.keys.replicas())
     now, live, forgotten = time.time(), [], []
-    for field, value in raw.items():
-        lease = json.loads(value)
+    for replica_id, lease in (await link.leases()).items():
         age = now - float(lease.get("at", 0))
         if age <= max_age:
             live.append(lease)
         elif age > LEASE_FORGOTTEN:
-            forgotten.append(field)
-    if forgotten:
-        await link.redis.hdel(link.keys.replicas(), *forgotten)
+            forgotten.append(replica_id)
+    await link.forget_leases(forgotten)
     return sorted(live, key=lambda lease: lease["replica"])
 
 
@@ -82,14 +79,7 @@ async def ask_replicas(link: RedisLink, replicas: list[str], timeout: float,
     wanted = json.dumps(sorted(set(client_ids))).encode() if client_ids is not None else b""
     envelope = Envelope(EnvelopeKind.LIST, command_id=request, sender=link.replica_id, body=wanted)
     reached = sum([await link.publish(replica, envelope) > 0 for replica in replicas])
-    key, answers = link.keys.listing(request), []
-    until = time.monotonic() + timeout
-    while len(answers) < reached and (left := until - time.monotonic()) > 0:
-        popped = await link.redis.blpop([key], timeout=min(left, 1.0))
-        if popped:
-            answers.append(json.loads(popped[1]))
-    await link.redis.delete(key)
-    return answers
+    return [json.loads(reply) for reply in await link.collect_listing(request, reached, timeout)]
 
 
 def cluster_view() -> tuple[list[ClientPresence], list[dict[str, Any]]]:

@@ -141,22 +141,27 @@ local function next_epoch(previous)
 end
 """
 
+    # Shared by CLAIM and REFRESH (KEYS[2] held list, KEYS[3] recent marker): appends the commands held for
+    # the client to `result` and drops them, but only inside the grace window (recent marker alive).
+    _TAKE_HELD = """
+local function take_held(result)
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do table.insert(result, item) end
+    redis.call('DEL', KEYS[2], KEYS[3])
+  end
+  return result
+end
+"""
+
     # KEYS[1] owner, KEYS[2] held list, KEYS[3] recent marker
     # ARGV[1] replica id, ARGV[2] owner TTL ms
     # Returns {epoch, previous owner or "", held command envelopes...}. Held commands are taken
     # only inside the grace window (recent marker alive); later ones stay for their callers to withdraw.
-    CLAIM = _NEXT_EPOCH + """
+    CLAIM = _NEXT_EPOCH + _TAKE_HELD + """
 local previous = redis.call('GET', KEYS[1]) or ''
 local epoch = next_epoch(previous)
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'PX', ARGV[2])
-local held = {}
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  held = redis.call('LRANGE', KEYS[2], 0, -1)
-  redis.call('DEL', KEYS[2], KEYS[3])
-end
-local result = {epoch, previous}
-for _, item in ipairs(held) do table.insert(result, item) end
-return result
+return take_held({epoch, previous})
 """
 
     async def claim(self, client_id: str) -> Claim:
@@ -170,7 +175,7 @@ return result
     # Returns 1 kept (TTL extended), 0 taken by another owner, or {epoch, held...} when the claim was
     # gone (a Redis restart or failover lost it, or a router found our channel silent meanwhile) and is
     # claimed again; commands held for the client in the meantime come with it, as on a claim.
-    REFRESH = _NEXT_EPOCH + """
+    REFRESH = _NEXT_EPOCH + _TAKE_HELD + """
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -179,12 +184,7 @@ end
 if current then return 0 end
 local epoch = next_epoch(ARGV[1])
 redis.call('SET', KEYS[1], ARGV[3] .. '|' .. epoch, 'PX', ARGV[2])
-local result = {epoch}
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do table.insert(result, item) end
-  redis.call('DEL', KEYS[2], KEYS[3])
-end
-return result
+return take_held({epoch})
 """
 
     async def refresh(self, claims: Iterable[tuple[str, int]]) -> list[Refresh]:
@@ -370,6 +370,26 @@ return 0
     async def retire(self) -> None:
         """A replica shutting down removes its lease at once."""
         await self._run(self.redis.hdel(self.keys.replicas(), self.replica_id))
+
+    async def leases(self) -> dict[str, dict[str, Any]]:
+        """Every replica's lease, by replica id."""
+        raw = await self._run(self.redis.hgetall(self.keys.replicas()))
+        return {_text(field): json.loads(value) for field, value in raw.items()}
+
+    async def forget_leases(self, replica_ids: list[str]) -> None:
+        if replica_ids:
+            await self._run(self.redis.hdel(self.keys.replicas(), *replica_ids))
+
+    async def collect_listing(self, request_id: str, expected: int, timeout: float) -> list[str]:
+        """The replies to a listing request that arrive within timeout (at most `expected`)."""
+        key, replies = self.keys.listing(request_id), []
+        until = time.monotonic() + timeout
+        while len(replies) < expected and (left := until - time.monotonic()) > 0:
+            popped = await self._run(self.redis.blpop([key], timeout=min(left, 1.0)))
+            if popped:
+                replies.append(_text(popped[1]))
+        await self._run(self.redis.delete(key))
+        return replies
 
     async def post_listing(self, request_id: str, payload: str) -> None:
         """Answer a listing request: push this replica's clients to the requester's list."""
