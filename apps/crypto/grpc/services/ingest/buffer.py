@@ -26,8 +26,7 @@ from typing import Any, ParamSpec
 
 from .. import metrics
 from ..tasks import Spawn, spawn_task
-from ..inbound import Refusal
-from .plan import FlushReport, StorageUnavailable, Write
+from .plan import FlushReport, StorageUnavailable, Write, refused_at_flush
 
 logger = logging.getLogger(__name__)
 BatchWrite = Callable[[Sequence[Write]], Awaitable[FlushReport]]
@@ -165,9 +164,8 @@ class IngestBuffer:
             except StorageUnavailable as exc:
                 if time.monotonic() - started >= self.retry_for:
                     logger.error("ingest.storage_gave_up writes=%d after=%.1f error=%s", len(batch), self.retry_for, exc)
-                    return FlushReport(len(batch), [Refusal(w.ctx, w.kind, f"storage unavailable: {exc}"[:200],
-                                                            at_flush=True)
-                                                    for w in batch if not isinstance(w, Refusal)])
+                    reason = f"storage unavailable: {exc}"[:200]
+                    return FlushReport(len(batch), [r for w in batch for r in refused_at_flush(w, reason)])
                 logger.warning("ingest.storage_unavailable writes=%d error=%s retry_in=%.2f", len(batch), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)

@@ -77,5 +77,11 @@ class FlushReport:
     stale_clients: set[str] = field(default_factory=set)
 
 
+def refused_at_flush(write: Write, reason: str) -> list[Refusal]:
+    """The refusal of a write the flush could not store; a refusal that cannot be stored itself stays
+    its log line: it was counted when it was made."""
+    return [] if isinstance(write, Refusal) else [Refusal(write.ctx, write.kind, reason, at_flush=True)]
+
+
 class StorageUnavailable(Exception):
     """The database could not take a batch for a reason of its own, not of one write: try it again."""

@@ -22,7 +22,7 @@ from apps.crypto.limits import ID_MAX, REASON_MAX
 from apps.crypto.models import RejectedMessage
 
 from ..inbound import Refusal
-from .plan import FlushReport, PayloadKind, Part, Plan, StorageUnavailable, Write
+from .plan import FlushReport, PayloadKind, Part, Plan, StorageUnavailable, Write, refused_at_flush
 
 logger = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError)
@@ -74,21 +74,16 @@ class BatchWriter:
             except DatabaseError as exc:
                 logger.error("message.storage_error client_id=%s message_id=%r payload=%s error=%s",
                              write.ctx.client_id, write.ctx.message_id, write.kind, type(exc).__name__)
-                failed += _refused(write, f"storage error: {type(exc).__name__}")
+                failed += refused_at_flush(write, f"storage error: {type(exc).__name__}")
                 report.stale_clients.add(write.ctx.client_id)  # the cached pk may be what failed (row deleted)
             except Exception as exc:  # a bug must cost one message, not the batch
                 logger.error("message.handler_error client_id=%s message_id=%r payload=%s error=%s",
                              write.ctx.client_id, write.ctx.message_id, write.kind, type(exc).__name__,
                              exc_info=True)
-                failed += _refused(write, f"internal error: {type(exc).__name__}")
+                failed += refused_at_flush(write, f"internal error: {type(exc).__name__}")
         _record_failures(failed)
         report.refused += failed
         return report
-
-
-def _refused(write: Write, reason: str) -> list[Refusal]:
-    """A refusal that cannot be stored itself stays the log line above: it was counted when it was made."""
-    return [] if isinstance(write, Refusal) else [Refusal(write.ctx, write.kind, reason, at_flush=True)]
 
 
 def store_refusals(refusals: Iterable[Refusal]) -> None:
