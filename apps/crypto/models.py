@@ -26,6 +26,9 @@ class Client(models.Model):
     version = models.CharField(max_length=64, blank=True)
     api_url = models.CharField(max_length=512, blank=True)
     status = models.CharField(max_length=16, choices=ClientStatus.choices, default=ClientStatus.UNKNOWN)
+    # when the bot said (its ClientMessage.timestamp) the status it last reported: an older report,
+    # flushed later by a lagging replica, does not overwrite a newer one
+    status_reported_at = models.DateTimeField(null=True, blank=True)
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(null=True, blank=True)
 
@@ -54,6 +57,7 @@ class Wallet(models.Model):
     balance_locked = models.DecimalField(**DECIMAL)
     last_sync = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    reported_at = models.DateTimeField(null=True, blank=True)  # the bot's timestamp of this balance: latest wins
 
     class Meta:
         constraints = [
@@ -76,6 +80,7 @@ class Transaction(models.Model):
     status = models.CharField(max_length=64, blank=True)
     details = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    reported_at = models.DateTimeField(null=True, blank=True)  # the bot's timestamp of this status: latest wins
 
     class Meta:
         constraints = [
@@ -104,6 +109,20 @@ class LogEntry(models.Model):
     message = models.TextField()
     extra_data = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ReceivedMessage(models.Model):
+    """A message of a bot that asked for receipts, stored (or rejected) once: the key that makes a resend
+    after a reconnect a no-op. Rows older than the retention are deleted."""
+
+    client_id = models.CharField(max_length=ID_MAX)
+    message_id = models.CharField(max_length=ID_MAX)
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client_id", "message_id"], name="uniq_received_message")
+        ]
 
 
 class RejectedMessage(models.Model):

@@ -26,7 +26,10 @@ def test_field_numbers_are_the_released_ones():
         "transaction": 12, "status": 13, "heartbeat": 14, "error": 15, "log": 16, "command_ack": 17}
     assert numbers(pb2.DjangoCommand) == {
         "command_id": 1, "timestamp": 2, "ping": 10, "pause": 11, "resume": 12, "sync_wallets": 13,
-        "request_status": 14, "retry": 3}
+        "request_status": 14, "retry": 3, "receipt": 15}
+    assert numbers(pb2.ClientRegistration) == {
+        "client_name": 1, "client_type": 2, "version": 3, "api_url": 4, "wants_receipts": 5}
+    assert numbers(pb2.MessageReceipt) == {"message_ids": 1}  # pinned by #14: outside bots code against it
     assert numbers(common_pb2.CommandAck) == {
         "command_id": 1, "success": 2, "message": 3, "error": 4, "current_status": 5, "timestamp": 6}
     assert dict(common_pb2.ClientStatus.items()) == {

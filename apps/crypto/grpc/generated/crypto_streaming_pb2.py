@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from . import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63rypto_streaming.proto\x12\x06\x63rypto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0c\x63ommon.proto\"\xc9\x03\n\rClientMessage\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08register\x18\n \x01(\x0b\x32\x1a.crypto.ClientRegistrationH\x00\x12-\n\rwallet_update\x18\x0b \x01(\x0b\x32\x14.crypto.WalletUpdateH\x00\x12\x30\n\x0btransaction\x18\x0c \x01(\x0b\x32\x19.crypto.TransactionReportH\x00\x12&\n\x06status\x18\r \x01(\x0b\x32\x14.crypto.StatusUpdateH\x00\x12,\n\theartbeat\x18\x0e \x01(\x0b\x32\x17.crypto.HeartbeatUpdateH\x00\x12$\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x13.crypto.ErrorReportH\x00\x12\x1f\n\x03log\x18\x10 \x01(\x0b\x32\x10.crypto.LogEntryH\x00\x12)\n\x0b\x63ommand_ack\x18\x11 \x01(\x0b\x32\x12.crypto.CommandAckH\x00\x42\t\n\x07payload\"`\n\x12\x43lientRegistration\x12\x13\n\x0b\x63lient_name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0f\n\x07\x61pi_url\x18\x04 \x01(\t\"\x93\x01\n\x0cWalletUpdate\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x19\n\x11\x62\x61lance_available\x18\x03 \x01(\t\x12\x16\n\x0e\x62\x61lance_locked\x18\x04 \x01(\t\x12-\n\tlast_sync\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x11TransactionReport\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x06 \x01(\t\"E\n\x0cStatusUpdate\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.crypto.ClientStatus\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\"\x11\n\x0fHeartbeatUpdate\"C\n\x0b\x45rrorReport\x12\x10\n\x08severity\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\">\n\x08LogEntry\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nextra_data\x18\x03 \x01(\t\"\xd9\x02\n\rDjangoCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05retry\x18\x03 \x01(\x08\x12#\n\x04ping\x18\n \x01(\x0b\x32\x13.crypto.PingCommandH\x00\x12+\n\x05pause\x18\x0b \x01(\x0b\x32\x1a.crypto.PauseClientCommandH\x00\x12-\n\x06resume\x18\x0c \x01(\x0b\x32\x1b.crypto.ResumeClientCommandH\x00\x12\x32\n\x0csync_wallets\x18\r \x01(\x0b\x32\x1a.crypto.SyncWalletsCommandH\x00\x12\x36\n\x0erequest_status\x18\x0e \x01(\x0b\x32\x1c.crypto.RequestStatusCommandH\x00\x42\t\n\x07\x63ommand\"\x1f\n\x0bPingCommand\x12\x10\n\x08sequence\x18\x01 \x01(\x05\"$\n\x12PauseClientCommand\x12\x0e\n\x06reason\x18\x01 \x01(\t\"&\n\x13ResumeClientCommand\x12\x0f\n\x07message\x18\x01 \x01(\t\"%\n\x12SyncWalletsCommand\x12\x0f\n\x07symbols\x18\x01 \x03(\t\"-\n\x14RequestStatusCommand\x12\x15\n\rinclude_stats\x18\x01 \x01(\x08\"O\n\x12SendCommandRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12&\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x15.crypto.DjangoCommand\"I\n\x13SendCommandResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x12\n\ncommand_id\x18\x03 \x01(\t2\xf1\x01\n\x16\x43ryptoStreamingService\x12\x41\n\rConnectClient\x12\x15.crypto.ClientMessage\x1a\x15.crypto.DjangoCommand(\x01\x30\x01\x12N\n\x13SendCommandToClient\x12\x1a.crypto.SendCommandRequest\x1a\x1b.crypto.SendCommandResponse\x12\x44\n\x12\x45xecuteCommandSync\x12\x1a.crypto.SendCommandRequest\x1a\x12.crypto.CommandAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63rypto_streaming.proto\x12\x06\x63rypto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x0c\x63ommon.proto\"\xc9\x03\n\rClientMessage\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12-\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x08register\x18\n \x01(\x0b\x32\x1a.crypto.ClientRegistrationH\x00\x12-\n\rwallet_update\x18\x0b \x01(\x0b\x32\x14.crypto.WalletUpdateH\x00\x12\x30\n\x0btransaction\x18\x0c \x01(\x0b\x32\x19.crypto.TransactionReportH\x00\x12&\n\x06status\x18\r \x01(\x0b\x32\x14.crypto.StatusUpdateH\x00\x12,\n\theartbeat\x18\x0e \x01(\x0b\x32\x17.crypto.HeartbeatUpdateH\x00\x12$\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x13.crypto.ErrorReportH\x00\x12\x1f\n\x03log\x18\x10 \x01(\x0b\x32\x10.crypto.LogEntryH\x00\x12)\n\x0b\x63ommand_ack\x18\x11 \x01(\x0b\x32\x12.crypto.CommandAckH\x00\x42\t\n\x07payload\"x\n\x12\x43lientRegistration\x12\x13\n\x0b\x63lient_name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_type\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0f\n\x07\x61pi_url\x18\x04 \x01(\t\x12\x16\n\x0ewants_receipts\x18\x05 \x01(\x08\"\x93\x01\n\x0cWalletUpdate\x12\x11\n\twallet_id\x18\x01 \x01(\t\x12\x0e\n\x06symbol\x18\x02 \x01(\t\x12\x19\n\x11\x62\x61lance_available\x18\x03 \x01(\t\x12\x16\n\x0e\x62\x61lance_locked\x18\x04 \x01(\t\x12-\n\tlast_sync\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x11TransactionReport\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x06 \x01(\t\"E\n\x0cStatusUpdate\x12$\n\x06status\x18\x01 \x01(\x0e\x32\x14.crypto.ClientStatus\x12\x0f\n\x07\x64\x65tails\x18\x02 \x01(\t\"\x11\n\x0fHeartbeatUpdate\"C\n\x0b\x45rrorReport\x12\x10\n\x08severity\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\ttraceback\x18\x03 \x01(\t\">\n\x08LogEntry\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x12\n\nextra_data\x18\x03 \x01(\t\"\x84\x03\n\rDjangoCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05retry\x18\x03 \x01(\x08\x12#\n\x04ping\x18\n \x01(\x0b\x32\x13.crypto.PingCommandH\x00\x12+\n\x05pause\x18\x0b \x01(\x0b\x32\x1a.crypto.PauseClientCommandH\x00\x12-\n\x06resume\x18\x0c \x01(\x0b\x32\x1b.crypto.ResumeClientCommandH\x00\x12\x32\n\x0csync_wallets\x18\r \x01(\x0b\x32\x1a.crypto.SyncWalletsCommandH\x00\x12\x36\n\x0erequest_status\x18\x0e \x01(\x0b\x32\x1c.crypto.RequestStatusCommandH\x00\x12)\n\x07receipt\x18\x0f \x01(\x0b\x32\x16.crypto.MessageReceiptH\x00\x42\t\n\x07\x63ommand\"%\n\x0eMessageReceipt\x12\x13\n\x0bmessage_ids\x18\x01 \x03(\t\"\x1f\n\x0bPingCommand\x12\x10\n\x08sequence\x18\x01 \x01(\x05\"$\n\x12PauseClientCommand\x12\x0e\n\x06reason\x18\x01 \x01(\t\"&\n\x13ResumeClientCommand\x12\x0f\n\x07message\x18\x01 \x01(\t\"%\n\x12SyncWalletsCommand\x12\x0f\n\x07symbols\x18\x01 \x03(\t\"-\n\x14RequestStatusCommand\x12\x15\n\rinclude_stats\x18\x01 \x01(\x08\"O\n\x12SendCommandRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12&\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x15.crypto.DjangoCommand\"I\n\x13SendCommandResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x12\n\ncommand_id\x18\x03 \x01(\t2\xf1\x01\n\x16\x43ryptoStreamingService\x12\x41\n\rConnectClient\x12\x15.crypto.ClientMessage\x1a\x15.crypto.DjangoCommand(\x01\x30\x01\x12N\n\x13SendCommandToClient\x12\x1a.crypto.SendCommandRequest\x1a\x1b.crypto.SendCommandResponse\x12\x44\n\x12\x45xecuteCommandSync\x12\x1a.crypto.SendCommandRequest\x1a\x12.crypto.CommandAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,35 +37,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIENTMESSAGE']._serialized_start=82
   _globals['_CLIENTMESSAGE']._serialized_end=539
   _globals['_CLIENTREGISTRATION']._serialized_start=541
-  _globals['_CLIENTREGISTRATION']._serialized_end=637
-  _globals['_WALLETUPDATE']._serialized_start=640
-  _globals['_WALLETUPDATE']._serialized_end=787
-  _globals['_TRANSACTIONREPORT']._serialized_start=789
-  _globals['_TRANSACTIONREPORT']._serialized_end=911
-  _globals['_STATUSUPDATE']._serialized_start=913
-  _globals['_STATUSUPDATE']._serialized_end=982
-  _globals['_HEARTBEATUPDATE']._serialized_start=984
-  _globals['_HEARTBEATUPDATE']._serialized_end=1001
-  _globals['_ERRORREPORT']._serialized_start=1003
-  _globals['_ERRORREPORT']._serialized_end=1070
-  _globals['_LOGENTRY']._serialized_start=1072
-  _globals['_LOGENTRY']._serialized_end=1134
-  _globals['_DJANGOCOMMAND']._serialized_start=1137
-  _globals['_DJANGOCOMMAND']._serialized_end=1482
-  _globals['_PINGCOMMAND']._serialized_start=1484
-  _globals['_PINGCOMMAND']._serialized_end=1515
-  _globals['_PAUSECLIENTCOMMAND']._serialized_start=1517
-  _globals['_PAUSECLIENTCOMMAND']._serialized_end=1553
-  _globals['_RESUMECLIENTCOMMAND']._serialized_start=1555
-  _globals['_RESUMECLIENTCOMMAND']._serialized_end=1593
-  _globals['_SYNCWALLETSCOMMAND']._serialized_start=1595
-  _globals['_SYNCWALLETSCOMMAND']._serialized_end=1632
-  _globals['_REQUESTSTATUSCOMMAND']._serialized_start=1634
-  _globals['_REQUESTSTATUSCOMMAND']._serialized_end=1679
-  _globals['_SENDCOMMANDREQUEST']._serialized_start=1681
-  _globals['_SENDCOMMANDREQUEST']._serialized_end=1760
-  _globals['_SENDCOMMANDRESPONSE']._serialized_start=1762
-  _globals['_SENDCOMMANDRESPONSE']._serialized_end=1835
-  _globals['_CRYPTOSTREAMINGSERVICE']._serialized_start=1838
-  _globals['_CRYPTOSTREAMINGSERVICE']._serialized_end=2079
+  _globals['_CLIENTREGISTRATION']._serialized_end=661
+  _globals['_WALLETUPDATE']._serialized_start=664
+  _globals['_WALLETUPDATE']._serialized_end=811
+  _globals['_TRANSACTIONREPORT']._serialized_start=813
+  _globals['_TRANSACTIONREPORT']._serialized_end=935
+  _globals['_STATUSUPDATE']._serialized_start=937
+  _globals['_STATUSUPDATE']._serialized_end=1006
+  _globals['_HEARTBEATUPDATE']._serialized_start=1008
+  _globals['_HEARTBEATUPDATE']._serialized_end=1025
+  _globals['_ERRORREPORT']._serialized_start=1027
+  _globals['_ERRORREPORT']._serialized_end=1094
+  _globals['_LOGENTRY']._serialized_start=1096
+  _globals['_LOGENTRY']._serialized_end=1158
+  _globals['_DJANGOCOMMAND']._serialized_start=1161
+  _globals['_DJANGOCOMMAND']._serialized_end=1549
+  _globals['_MESSAGERECEIPT']._serialized_start=1551
+  _globals['_MESSAGERECEIPT']._serialized_end=1588
+  _globals['_PINGCOMMAND']._serialized_start=1590
+  _globals['_PINGCOMMAND']._serialized_end=1621
+  _globals['_PAUSECLIENTCOMMAND']._serialized_start=1623
+  _globals['_PAUSECLIENTCOMMAND']._serialized_end=1659
+  _globals['_RESUMECLIENTCOMMAND']._serialized_start=1661
+  _globals['_RESUMECLIENTCOMMAND']._serialized_end=1699
+  _globals['_SYNCWALLETSCOMMAND']._serialized_start=1701
+  _globals['_SYNCWALLETSCOMMAND']._serialized_end=1738
+  _globals['_REQUESTSTATUSCOMMAND']._serialized_start=1740
+  _globals['_REQUESTSTATUSCOMMAND']._serialized_end=1785
+  _globals['_SENDCOMMANDREQUEST']._serialized_start=1787
+  _globals['_SENDCOMMANDREQUEST']._serialized_end=1866
+  _globals['_SENDCOMMANDRESPONSE']._serialized_start=1868
+  _globals['_SENDCOMMANDRESPONSE']._serialized_end=1941
+  _globals['_CRYPTOSTREAMINGSERVICE']._serialized_start=1944
+  _globals['_CRYPTOSTREAMINGSERVICE']._serialized_end=2185
 # @@protoc_insertion_point(module_scope)

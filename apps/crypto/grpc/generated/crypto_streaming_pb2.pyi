@@ -38,16 +38,18 @@ class ClientMessage(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., message_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., register: _Optional[_Union[ClientRegistration, _Mapping]] = ..., wallet_update: _Optional[_Union[WalletUpdate, _Mapping]] = ..., transaction: _Optional[_Union[TransactionReport, _Mapping]] = ..., status: _Optional[_Union[StatusUpdate, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatUpdate, _Mapping]] = ..., error: _Optional[_Union[ErrorReport, _Mapping]] = ..., log: _Optional[_Union[LogEntry, _Mapping]] = ..., command_ack: _Optional[_Union[_common_pb2.CommandAck, _Mapping]] = ...) -> None: ...
 
 class ClientRegistration(_message.Message):
-    __slots__ = ("client_name", "client_type", "version", "api_url")
+    __slots__ = ("client_name", "client_type", "version", "api_url", "wants_receipts")
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     API_URL_FIELD_NUMBER: _ClassVar[int]
+    WANTS_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     client_name: str
     client_type: str
     version: str
     api_url: str
-    def __init__(self, client_name: _Optional[str] = ..., client_type: _Optional[str] = ..., version: _Optional[str] = ..., api_url: _Optional[str] = ...) -> None: ...
+    wants_receipts: bool
+    def __init__(self, client_name: _Optional[str] = ..., client_type: _Optional[str] = ..., version: _Optional[str] = ..., api_url: _Optional[str] = ..., wants_receipts: _Optional[bool] = ...) -> None: ...
 
 class WalletUpdate(_message.Message):
     __slots__ = ("wallet_id", "symbol", "balance_available", "balance_locked", "last_sync")
@@ -112,7 +114,7 @@ class LogEntry(_message.Message):
     def __init__(self, level: _Optional[str] = ..., message: _Optional[str] = ..., extra_data: _Optional[str] = ...) -> None: ...
 
 class DjangoCommand(_message.Message):
-    __slots__ = ("command_id", "timestamp", "retry", "ping", "pause", "resume", "sync_wallets", "request_status")
+    __slots__ = ("command_id", "timestamp", "retry", "ping", "pause", "resume", "sync_wallets", "request_status", "receipt")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +123,7 @@ class DjangoCommand(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     SYNC_WALLETS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_STATUS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     timestamp: _timestamp_pb2.Timestamp
     retry: bool
@@ -129,7 +132,14 @@ class DjangoCommand(_message.Message):
     resume: ResumeClientCommand
     sync_wallets: SyncWalletsCommand
     request_status: RequestStatusCommand
-    def __init__(self, command_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry: _Optional[bool] = ..., ping: _Optional[_Union[PingCommand, _Mapping]] = ..., pause: _Optional[_Union[PauseClientCommand, _Mapping]] = ..., resume: _Optional[_Union[ResumeClientCommand, _Mapping]] = ..., sync_wallets: _Optional[_Union[SyncWalletsCommand, _Mapping]] = ..., request_status: _Optional[_Union[RequestStatusCommand, _Mapping]] = ...) -> None: ...
+    receipt: MessageReceipt
+    def __init__(self, command_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry: _Optional[bool] = ..., ping: _Optional[_Union[PingCommand, _Mapping]] = ..., pause: _Optional[_Union[PauseClientCommand, _Mapping]] = ..., resume: _Optional[_Union[ResumeClientCommand, _Mapping]] = ..., sync_wallets: _Optional[_Union[SyncWalletsCommand, _Mapping]] = ..., request_status: _Optional[_Union[RequestStatusCommand, _Mapping]] = ..., receipt: _Optional[_Union[MessageReceipt, _Mapping]] = ...) -> None: ...
+
+class MessageReceipt(_message.Message):
+    __slots__ = ("message_ids",)
+    MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    message_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PingCommand(_message.Message):
     __slots__ = ("sequence",)
