@@ -19,6 +19,13 @@ class MessageContext:
     replica_id: str
     received_at: datetime
     max_text_chars: int = 10_000
+    sent_at: datetime | None = None  # the bot's ClientMessage.timestamp, if it set one
+    receipt: bool = False  # the bot registered with wants_receipts: store once, confirm with a MessageReceipt
+
+    @property
+    def reported_at(self) -> datetime:
+        """The report's place in the bot's own order: its timestamp, else when it arrived here."""
+        return self.sent_at or self.received_at
 
 
 class Rejected(Exception):

@@ -26,7 +26,7 @@ class StreamSession:
     """State of one live ConnectClient stream; owned by the replica that holds it."""
 
     __slots__ = ("client_id", "queue_limit", "epoch", "connected_at", "last_seen", "last_heartbeat", "next_ping",
-                 "close_reason", "draining", "reader_cancelled", "_inflight", "_queue", "_reader", "_writer",
+                 "close_reason", "draining", "wants_receipts", "reader_cancelled", "_inflight", "_queue", "_reader", "_writer",
                  "_start_writer", "_sink", "_tokens", "_tokens_at")
 
     def __init__(self, client_id: str, queue_limit: int, epoch: int = 0) -> None:
@@ -39,6 +39,7 @@ class StreamSession:
         self.next_ping = 0.0
         self.close_reason: CloseReason | None = None
         self.draining = False  # takes no new commands; in-flight ones may still be acked
+        self.wants_receipts = False  # the bot registered with wants_receipts (MessageReceipt after each commit)
         self.reader_cancelled = False  # close() cancelled the reading task (not gRPC)
         self._inflight: dict[str, str] | None = None  # command_id -> replica awaiting the ack
         self._queue: deque[pb2.DjangoCommand] | None = None

@@ -202,12 +202,15 @@ class ConnectFlow:
         kind = message.WhichOneof("payload") or "empty"
         metrics.MESSAGES_IN.labels(kind).inc()
         session.touch(heartbeat=kind == "heartbeat")
+        if kind == "register":  # from this message on (it included), the bot's messages are receipted
+            session.wants_receipts = message.register.wants_receipts
         await self._store(session, message, kind)
         self.port.publisher.publish_client_message(session.client_id, message)
 
     def _context(self, session: StreamSession, message: pb2.ClientMessage) -> MessageContext:
+        sent_at = message.timestamp.ToDatetime(UTC) if message.HasField("timestamp") else None
         return MessageContext(session.client_id, message.message_id, self.port.replica_id, datetime.now(UTC),
-                              self.port.config.max_text_chars)
+                              self.port.config.max_text_chars, sent_at, session.wants_receipts)
 
     async def _store(self, session: StreamSession, message: pb2.ClientMessage, kind: str) -> None:
         rejected = await self.port.dispatch(self._context(session, message), message)
