@@ -39,6 +39,12 @@ class RawBot:
     status: grpc.StatusCode | None = None
     details: str = ""
     got_command: asyncio.Event = field(default_factory=asyncio.Event)
+    receipts: list[pb2.DjangoCommand] = field(default_factory=list)  # MessageReceipts, kept apart from commands
+    got_receipt: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def receipted(self) -> list[str]:
+        """Every message_id the receipts named so far, in order."""
+        return [mid for r in self.receipts for mid in r.receipt.message_ids]
 
     async def __aenter__(self) -> "RawBot":
         self.channel = grpc.aio.insecure_channel(self.target)
@@ -70,6 +76,10 @@ class RawBot:
             if not self.read:
                 await asyncio.Event().wait()
             async for command in self.call:
+                if command.WhichOneof("command") == "receipt":  # no command: never acked
+                    self.receipts.append(command)
+                    self.got_receipt.set()
+                    continue
                 self.commands.append(command)
                 self.got_command.set()
                 if self.auto_ack and command.WhichOneof("command") != "ping":

@@ -74,3 +74,27 @@ def any_of(model: type[Model], key: str, values_by_owner: dict[Any, list[Any]], 
         terms.append(f"({owner_column} = %s AND {key_column} IN ({', '.join(['%s'] * len(values))}))")
         params += [owner_value, *values]
     return " OR ".join(terms), params
+
+
+def insert_new(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], unique: Sequence[str],
+               chunk: int = 500) -> list[tuple[Any, ...]]:
+    """INSERT rows, skipping those whose `unique` columns exist; returns the `unique` values of the rows inserted.
+
+    One multi-row `INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING` per chunk (PostgreSQL, SQLite
+    >= 3.35): a row another transaction inserts concurrently waits for it, then counts as existing.
+    """
+    fields = _fields(model, names)
+    connection = _connection()
+    quote = connection.ops.quote_name
+    keys = ", ".join(quote(f.column) for f in _fields(model, unique))
+    head = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES ")
+    row_sql = f"({', '.join(['%s'] * len(fields))})"
+    inserted: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            params = [f.get_db_prep_save(v, connection) for row in part for f, v in zip(fields, row)]
+            cursor.execute(f"{head}{', '.join([row_sql] * len(part))} ON CONFLICT ({keys}) DO NOTHING "
+                           f"RETURNING {keys}", params)
+            inserted += [tuple(r) for r in cursor.fetchall()]
+    return inserted

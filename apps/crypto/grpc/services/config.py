@@ -31,6 +31,8 @@ class CryptoStreamingConfig:
     ingest_flush_interval: float = 0.01  # how long a flush waits for a full batch before storing what it has
     ingest_buffer_limit: int = 20_000  # messages buffered per replica before streams wait (backpressure)
     ingest_retry_for: float = 60.0  # a batch the database cannot take is retried this long, then refused
+    # how long a receipting bot's (client_id, message_id) is remembered, so a resend is stored once
+    ingest_receipt_retention: float = 7 * 86_400.0
     max_message_bytes: int = 4 * MIB
     max_text_chars: int = 10_000
     # Inbound messages one stream may send per second (a token bucket with a burst of twice that);
@@ -54,7 +56,8 @@ class CryptoStreamingConfig:
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval", "heartbeat_timeout", "ping_interval", "ack_timeout", "send_timeout",
-                     "ownership_ttl", "ownership_refresh", "replica_beat_interval", "redis_socket_timeout"):
+                     "ownership_ttl", "ownership_refresh", "replica_beat_interval", "redis_socket_timeout",
+                     "ingest_receipt_retention"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("client_disconnect_grace", "shutdown_grace", "drain_window"):

@@ -8,6 +8,7 @@ import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from grpc_health.v1 import health, health_pb2
@@ -29,6 +30,7 @@ from .ingest.buffer import IngestBuffer
 from .records import CommandJournal
 from .streaming.ports import Lifecycle, StreamPort, Unavailable
 from .streaming.reasons import DRAINING
+from .streaming.receipts import receipt_sender
 from .streaming.session import StreamSession
 from .streaming.supervisor import StreamSupervisor
 from .tasks import TaskOwner
@@ -39,6 +41,8 @@ READINESS, LIVENESS = "readiness", "liveness"
 READY_SERVICES = ("", READINESS, SERVICE_NAME)
 INGEST_CLOSE_TIMEOUT = 8.0  # seconds to store buffered client messages at exit (a hung database)
 ACK_SETTLE = 1.0  # seconds a draining stream waits for acks of commands it already delivered
+RECEIPT_SETTLE = 3.0  # seconds a draining stream waits for its buffered messages' receipts to be written
+RECEIPT_PRUNE_EVERY = 3_600.0  # seconds between deletions of receipted keys past the retention
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Runtime:
         await self.publisher.start()
         self.journal.start(self.tasks.scope("journal").spawn)
         self.ingest.start(self.tasks.scope("ingest").spawn)
+        self.tasks.scope("ingest").spawn(self._forget_old_receipts(), "ingest-receipts-prune")
         self.supervisor.start()
         await self.runner.start()
 
@@ -109,7 +114,37 @@ class Runtime:
         until = loop.time() + ACK_SETTLE
         while session.inflight and not session.closed and loop.time() < until:
             await asyncio.sleep(0.02)
+        if session.wants_receipts and not session.closed:
+            await self._receipt_before_end(session)
         session.close(DRAINING)
+
+    async def _receipt_before_end(self, session: StreamSession) -> None:
+        """Store what the bot sent so far and write its receipts, so it has little to resend elsewhere.
+        What arrives meanwhile is stored at close() and receipted when the bot resends it (stored once)."""
+        try:
+            async with asyncio.timeout(RECEIPT_SETTLE):
+                await self.ingest.settle()
+                while not session.idle and not session.closed:
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            logger.warning("drain.receipts_late client_id=%s", session.client_id)
+
+    async def _forget_old_receipts(self) -> None:
+        """Hourly, on every replica (deleting twice is harmless): receipted keys past the retention go."""
+        from asgiref.sync import sync_to_async
+        from django.db import DatabaseError
+
+        from .ingest.writer import prune_received
+
+        prune = sync_to_async(prune_received)
+        while True:
+            await asyncio.sleep(RECEIPT_PRUNE_EVERY)
+            try:
+                deleted = await prune(datetime.now(UTC) - timedelta(seconds=self.config.ingest_receipt_retention))
+            except DatabaseError as exc:
+                logger.warning("ingest.receipts_prune_failed error=%s", type(exc).__name__)
+            else:
+                logger.info("ingest.receipts_pruned deleted=%d", deleted)
 
     async def _wait_detached(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -177,7 +212,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         parts.setdefault("publisher", NullPublisher())
     tasks = TaskOwner(env.replica_id)
     bus = CommandBus(link, config.client_disconnect_grace, config.send_timeout, tasks.scope("bus"))
-    ingest = build_ingest_buffer(config, PARTS, forget_client)
+    ingest = build_ingest_buffer(config, PARTS, forget_client, receipt_sender(lambda: bus.sessions))
     runtime = Runtime(
         config=config, env=env, bus=bus, tasks=tasks,
         runner=BusRunner(bus, redis, config.replica_beat_interval, config.ownership_refresh, lambda ok: None,

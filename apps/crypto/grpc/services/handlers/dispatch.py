@@ -22,12 +22,14 @@ from apps.crypto.limits import REASON_MAX
 
 from ..inbound import MessageContext, Refusal, Rejected
 from ..ingest.plan import PayloadKind, Write
+from ..ingest.receipts import Forwarded
 from .clients import KNOWN_CLIENTS, client_pk, forget_client
 from .table import KINDS
 
 logger = logging.getLogger(__name__)
 
 EMPTY_PAYLOAD: Final = "empty payload"
+MISSING_MESSAGE_ID: Final = "message_id: required once the client registered with wants_receipts"
 # (context, payload) -> True when the payload was recorded elsewhere and needs no storing here
 Forward = Callable[[MessageContext, Any], Awaitable[bool]]
 
@@ -47,6 +49,8 @@ class Dispatcher:
     async def __call__(self, ctx: MessageContext, message: pb2.ClientMessage) -> str | None:
         kind = message.WhichOneof("payload") or ""
         try:
+            if ctx.receipt and not ctx.message_id:
+                raise Rejected(MISSING_MESSAGE_ID)
             payload_kind = _kind_of(kind)
             pk = (KNOWN_CLIENTS.get(ctx.client_id) or await client_pk(ctx.client_id)
                   if payload_kind.needs_client_pk else 0)
@@ -67,6 +71,8 @@ class Dispatcher:
             forward = self.forwards.get(kind)
             if forward is None or not await forward(ctx, payload):
                 await self.sink.put(write)
+            elif ctx.receipt:  # recorded elsewhere; the buffer only keys and receipts it, in order
+                await self.sink.put(Forwarded(ctx))
             return None
         logger.warning("message.rejected client_id=%s message_id=%r payload=%s reason=%s",
                        ctx.client_id, ctx.message_id, kind, reason)

@@ -12,6 +12,8 @@ transaction, whatever the number of messages.
 - A database outage holds, never rejects: a batch the database cannot take (StorageUnavailable) is
   tried again with backoff for up to `retry_for` seconds while the full buffer holds the streams
   back; only then are its messages refused as "storage unavailable".
+- Receipts follow the commit: a flush's report names the receipting bots' messages it committed, and
+  on_receipts gets them before settle() returns, so a draining replica can confirm what it stored.
 - Nothing is lost on shutdown: close() stores whatever is left (unless the database hangs past its
   timeout, which is logged with the count); a write put after close() is stored at once.
 """
@@ -39,12 +41,14 @@ class IngestBuffer:
 
     def __init__(self, write_batch: BatchWrite, batch_size: int = 2_000, interval: float = 0.01,
                  limit: int = 20_000, forget_client: Callable[[str], None] = lambda client_id: None,
-                 retry_for: float = 60.0) -> None:
+                 retry_for: float = 60.0, on_receipts: Callable[[dict[str, list[str]]], None] = lambda r: None
+                 ) -> None:
         if batch_size < 1 or limit < batch_size or interval <= 0:
             raise ValueError("need batch_size >= 1, limit >= batch_size and interval > 0")
         self.write_batch, self.batch_size, self.interval, self.limit = write_batch, batch_size, interval, limit
         self.forget_client = forget_client  # a cached client pk that failed a write is looked up afresh
         self.retry_for = retry_for  # how long a batch is tried again while the database is unavailable
+        self.on_receipts = on_receipts  # client_id -> message_ids committed by a flush (before settle() returns)
         self._queue: list[Write] = []
         self._in_flight = 0
         self._put_count = 0  # writes ever put
@@ -178,3 +182,5 @@ class IngestBuffer:
                            refusal.ctx.client_id, refusal.ctx.message_id, refusal.kind, refusal.reason)
         for client_id in report.stale_clients:
             self.forget_client(client_id)
+        if report.receipts:
+            self.on_receipts(report.receipts)

@@ -70,11 +70,12 @@ def nothing_to_store(plan: Plan) -> list[Refusal]:
 @dataclass
 class FlushReport:
     """What storing a batch tells the buffer: refusals found then (to count and log), clients whose cached
-    pk failed."""
+    pk failed, and the receipts to send."""
 
     written: int = 0
     refused: list[Refusal] = field(default_factory=list)
     stale_clients: set[str] = field(default_factory=set)
+    receipts: dict[str, list[str]] = field(default_factory=dict)  # client_id -> message_ids now committed
 
 
 def refused_at_flush(write: Write, reason: str) -> list[Refusal]:

@@ -8,20 +8,26 @@ transaction, so only the writes that fail again become rejections and everything
 other client, is still stored. A transient error of the database itself (connection lost, a lock
 timeout, a failover, a table briefly gone) is no write's fault: the batch is handed back unstored
 (StorageUnavailable) and the buffer tries it again later, holding the streams back meanwhile.
+A receipting bot's messages are keyed by (client_id, message_id) in the same transaction, so a
+resend is stored once (receipts.py); the report names them for the receipts once it has committed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.crypto.limits import ID_MAX, REASON_MAX
-from apps.crypto.models import RejectedMessage
+from apps.crypto.models import ReceivedMessage, RejectedMessage
 
+from ..bulk import insert_new
 from ..inbound import Refusal
+from . import receipts
+from .receipts import Forwarded
 from .plan import FlushReport, PayloadKind, Part, Plan, StorageUnavailable, Write, refused_at_flush
 
 logger = logging.getLogger(__name__)
@@ -38,7 +44,9 @@ class BatchWriter:
     def __call__(self, writes: Sequence[Write]) -> FlushReport:
         """Store `writes` (in message order); raises only StorageUnavailable, with nothing stored."""
         try:
-            return FlushReport(len(writes), self._store(writes))
+            report = FlushReport(len(writes))
+            report.refused = self._store(writes, report)
+            return report
         except TRANSIENT as exc:
             connection.close()  # the next try connects afresh (a failover, a killed connection)
             raise StorageUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
@@ -52,17 +60,24 @@ class BatchWriter:
         for write in writes:
             if isinstance(write, Refusal):
                 plan.refusals.append(write)
-            else:
+            elif not isinstance(write, Forwarded):
                 self.kinds[write.kind].fold(plan, write)
         return plan
 
-    def _store(self, writes: Sequence[Write]) -> list[Refusal]:
-        plan = self.fold(writes)
+    def _store(self, writes: Sequence[Write], report: FlushReport) -> list[Refusal]:
+        """One transaction; a receipting bot's resends are skipped in it. Receipts go into `report` once
+        the transaction has committed."""
+        keys = receipts.keys_of(writes)
         found: list[Refusal] = []
         with transaction.atomic():
+            if keys:
+                writes = receipts.keep_new(writes, record_received(keys, timezone.now()))
+            plan = self.fold(writes)
             for part in self.parts:
                 found += part.store(plan)
             store_refusals([*plan.refusals, *found])
+        for client_id, message_ids in receipts.by_client(keys).items():
+            report.receipts.setdefault(client_id, []).extend(message_ids)
         return found
 
     def _one_by_one(self, writes: Sequence[Write]) -> FlushReport:
@@ -70,7 +85,7 @@ class BatchWriter:
         failed: list[Refusal] = []
         for write in writes:
             try:
-                report.refused += self._store([write])
+                report.refused += self._store([write], report)
             except DatabaseError as exc:
                 logger.error("message.storage_error client_id=%s message_id=%r payload=%s error=%s",
                              write.ctx.client_id, write.ctx.message_id, write.kind, type(exc).__name__)
@@ -84,6 +99,24 @@ class BatchWriter:
         _record_failures(failed)
         report.refused += failed
         return report
+
+
+def record_received(keys: Sequence[receipts.Key], now: datetime) -> set[receipts.Key]:
+    """Record the keys in ReceivedMessage; returns those that were new (the others were stored before)."""
+    inserted = insert_new(ReceivedMessage, ("client_id", "message_id", "received_at"),
+                          [(client_id, message_id, now) for client_id, message_id in keys],
+                          unique=("client_id", "message_id"))
+    return {(client_id, message_id) for client_id, message_id in inserted}
+
+
+def prune_received(before: datetime, chunk: int = 10_000) -> int:
+    """Forget receipted keys older than `before`: a bot resends within minutes, not after the retention."""
+    deleted = 0
+    while True:
+        pks = list(ReceivedMessage.objects.filter(received_at__lt=before).values_list("pk", flat=True)[:chunk])
+        if not pks:
+            return deleted
+        deleted += ReceivedMessage.objects.filter(pk__in=pks).delete()[0]
 
 
 def store_refusals(refusals: Iterable[Refusal]) -> None:

@@ -68,9 +68,10 @@ class StreamSession:
     def inflight(self, value: dict[str, str]) -> None:
         self._inflight = value
 
-    def offer(self, command: pb2.DjangoCommand) -> bool:
-        """Queue a command without waiting; a full queue ends the stream (slow reader)."""
-        if self.closed or self.draining:
+    def offer(self, command: pb2.DjangoCommand, *, draining_too: bool = False) -> bool:
+        """Queue a command without waiting; a full queue ends the stream (slow reader). A draining stream
+        takes only what `draining_too` marks (receipts: a drain confirms what it stored before it ends)."""
+        if self.closed or (self.draining and not draining_too):
             return False
         queue = self._queue
         if queue is None:
@@ -144,5 +145,10 @@ class StreamSession:
             self.last_heartbeat = time.time()
 
     def pending(self) -> list[pb2.DjangoCommand]:
-        """Commands queued but never written (for failure acks when the stream ends)."""
-        return list(self._queue) if self._queue else []
+        """Commands queued but never written (for failure acks when the stream ends); receipts are no commands."""
+        return [c for c in self._queue if c.command_id] if self._queue else []
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or being written."""
+        return not self._queue and self._writer is None

@@ -227,7 +227,8 @@ class ConnectFlow:
         try:
             while (command := session.next_command()) is not None:
                 await context.write(command)
-                self.port.publisher.publish_command(session.client_id, command)
+                if command.command_id:  # a receipt (no command_id) is the stream's own bookkeeping
+                    self.port.publisher.publish_command(session.client_id, command)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

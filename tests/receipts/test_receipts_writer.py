@@ -1,0 +1,82 @@
+"""The writer stores a receipting bot's (client_id, message_id) once and names it in the report's receipts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+from asgiref.sync import sync_to_async
+
+from apps.crypto.grpc.services.handlers.clients import client_pk
+from apps.crypto.grpc.services.handlers.table import PARTS
+from apps.crypto.grpc.services.handlers.transaction import TransactionWrite
+from apps.crypto.grpc.services.inbound import Refusal
+from apps.crypto.grpc.services.ingest.receipts import Forwarded
+from apps.crypto.grpc.services.ingest.writer import BatchWriter
+from apps.crypto.models import ReceivedMessage, RejectedMessage, Transaction
+
+from .conftest import context
+
+write = sync_to_async(BatchWriter(PARTS))
+
+
+def tx(client_id: str, pk: int, message_id: str, transaction_id: str, receipt: bool = True) -> TransactionWrite:
+    ctx = replace(context(client_id), message_id=message_id, receipt=receipt)
+    return TransactionWrite(ctx, pk, transaction_id, "deposit", "BTC", "1", "pending", "")
+
+
+async def test_a_resend_is_receipted_again_and_stored_once(client_id: str) -> None:
+    pk = await client_pk(client_id)
+    first = [tx(client_id, pk, f"m{i}", f"t{i}") for i in range(5)]
+    report = await write(first)
+    assert report.receipts == {client_id: [f"m{i}" for i in range(5)]}
+    # the bot reconnects and resends m3, m4 (no receipt reached it) with a new one; a log of m5 too
+    again = [tx(client_id, pk, "m3", "t3"), tx(client_id, pk, "m4", "t4"), tx(client_id, pk, "m5", "t5"),
+             tx(client_id, pk, "m5", "t5")]
+    report = await write(again)
+    assert report.receipts == {client_id: ["m3", "m4", "m5"]}
+    assert await Transaction.objects.filter(client_id=pk).acount() == 6
+    assert await ReceivedMessage.objects.filter(client_id=client_id).acount() == 6
+
+
+async def test_a_resend_never_moves_state_back(client_id: str) -> None:
+    pk = await client_pk(client_id)
+    await write([tx(client_id, pk, "m1", "t1")])
+    confirmed = tx(client_id, pk, "m2", "t1")
+    confirmed.status = "confirmed"
+    await write([confirmed])
+    await write([tx(client_id, pk, "m1", "t1")])  # the pending report again, after the confirmation
+    stored = await Transaction.objects.aget(client_id=pk, transaction_id="t1")
+    assert stored.status == "confirmed"
+
+
+async def test_an_invalid_message_is_receipted_once_rejected_once(client_id: str) -> None:
+    bad = Refusal(replace(context(client_id), message_id="bad-1", receipt=True), "transaction", "transaction.type: no")
+    assert (await write([bad])).receipts == {client_id: ["bad-1"]}
+    assert (await write([bad])).receipts == {client_id: ["bad-1"]}
+    assert await RejectedMessage.objects.filter(client_id=client_id, message_id="bad-1").acount() == 1
+
+
+async def test_bots_without_receipts_are_untouched(client_id: str) -> None:
+    pk = await client_pk(client_id)
+    report = await write([tx(client_id, pk, "same", "t1", receipt=False), tx(client_id, pk, "same", "t2", False)])
+    assert report.receipts == {}
+    assert await Transaction.objects.filter(client_id=pk).acount() == 2
+    assert not await ReceivedMessage.objects.filter(client_id=client_id).aexists()
+
+
+async def test_a_forwarded_ack_is_only_keyed_and_receipted(client_id: str) -> None:
+    ack = Forwarded(replace(context(client_id), message_id=f"ack-{uuid.uuid4()}", receipt=True))
+    assert (await write([ack])).receipts == {client_id: [ack.ctx.message_id]}
+    assert await ReceivedMessage.objects.filter(client_id=client_id).acount() == 1
+
+
+async def test_a_failing_write_is_not_receipted_and_the_rest_are(client_id: str) -> None:
+    pk = await client_pk(client_id)
+    other = f"bot-{uuid.uuid4()}"
+    gone_pk = await client_pk(other)
+    from apps.crypto.models import Client
+    await Client.objects.filter(pk=gone_pk).adelete()  # its writes fail with an IntegrityError
+    report = await write([tx(client_id, pk, "ok-1", "t1"), tx(other, gone_pk, "lost-1", "t1")])
+    assert report.receipts == {client_id: ["ok-1"]}  # the failed one is resent by its bot later
+    assert not await ReceivedMessage.objects.filter(client_id=other).aexists()
