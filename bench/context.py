@@ -87,8 +87,9 @@ async def cluster(ctx: Context, name: str, replicas: int, redis_url: str = "", *
 
 
 @contextlib.asynccontextmanager
-async def fleet(ctx: Context, targets: list[str], track: bool = False) -> AsyncIterator[FleetProcess]:
-    process = FleetProcess(targets, channels=ctx.options.fleet_channels, track=track)
+async def fleet(ctx: Context, targets: list[str], track: bool = False, receipts: bool = False
+                ) -> AsyncIterator[FleetProcess]:
+    process = FleetProcess(targets, channels=ctx.options.fleet_channels, track=track, receipts=receipts)
     await process.start()
     try:
         yield process

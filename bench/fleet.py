@@ -40,6 +40,7 @@ class Spec:
     heartbeat: float = 30.0
     max_seconds: float = 1800.0
     track: bool = False  # keep every received command_id (failover / rollout accounting)
+    receipts: bool = False  # register with wants_receipts and time every message until its MessageReceipt
 
     @classmethod
     def parse(cls, raw: str) -> Spec:
@@ -60,6 +61,7 @@ class Bot:
     connects: int = 0
     outages: list[float] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    unreceipted: dict[str, float] | None = None  # message_id -> monotonic send time, with receipts on
 
     def message_id(self) -> str:
         self.seq += 1
@@ -102,8 +104,9 @@ class Channels:
         await asyncio.gather(*(c.close() for c in self._channels), return_exceptions=True)
 
 
-def first_message(bot: Bot) -> pb2.ClientMessage:
-    register = pb2.ClientRegistration(client_name=bot.client_id, client_type="bench", version="1")
+def first_message(bot: Bot, receipts: bool = False) -> pb2.ClientMessage:
+    register = pb2.ClientRegistration(client_name=bot.client_id, client_type="bench", version="1",
+                                      wants_receipts=receipts)
     return pb2.ClientMessage(client_id=bot.client_id, message_id=bot.message_id(), register=register)
 
 
@@ -152,6 +155,7 @@ class Fleet:
         self.received = 0
         self.acks_sent = 0
         self.received_ids: list[str] = []
+        self.receipt_latencies: list[float] = []  # seconds from a message's send to its receipt
         self.stopping = False
         self._connected_waiters: dict[str, asyncio.Future[None]] = {}
         self._ingesting = False
@@ -173,9 +177,12 @@ class Fleet:
         status = "OK"
         try:
             async with bot.lock:
-                await call.write(first_message(bot))
+                await call.write(first_message(bot, self.spec.receipts))
             self._on_connected(bot)
             while (command := await call.read()) is not grpc.aio.EOF:
+                if command.WhichOneof("command") == "receipt":
+                    self._receipted(bot, command.receipt.message_ids)
+                    continue
                 self.received += 1
                 if self.spec.track:
                     self.received_ids.append(command.command_id)
@@ -196,6 +203,15 @@ class Fleet:
         waiter = self._connected_waiters.pop(bot.client_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)  # a bot that could not connect must not stall a connect request
+
+    def _receipted(self, bot: Bot, message_ids: Any) -> None:
+        if bot.unreceipted is None:
+            return
+        now = time.monotonic()
+        for message_id in message_ids:
+            sent = bot.unreceipted.pop(message_id, None)
+            if sent is not None:
+                self.receipt_latencies.append(now - sent)
 
     def _on_connected(self, bot: Bot) -> None:
         now = time.monotonic()
@@ -250,19 +266,34 @@ class Fleet:
         self._ingesting = True
         began = time.monotonic()
         until = began + seconds
+        if self.spec.receipts:
+            self.receipt_latencies = []
+            for bot in bots:
+                bot.unreceipted = {}
         try:
             await asyncio.gather(*(self._ingest_one(bot, per_bot, until, count) for bot in bots))
         finally:
             self._ingesting = False
-        return {"bots": len(bots), "messages": count.messages, "transactions": count.transactions,
-                "wallet_keys": len(count.wallet_keys), "by_kind": dict(count.by_kind), "began": began,
-                "sent_at": time.monotonic(), "send_seconds": round(time.monotonic() - began, 3)}
+        sent_at = time.monotonic()
+        answer = {"bots": len(bots), "messages": count.messages, "transactions": count.transactions,
+                  "wallet_keys": len(count.wallet_keys), "by_kind": dict(count.by_kind), "began": began,
+                  "sent_at": sent_at, "send_seconds": round(sent_at - began, 3)}
+        if self.spec.receipts:  # every message receipted (or 60 s): the receipt latencies are complete
+            while any(b.unreceipted for b in bots) and time.monotonic() < sent_at + 60:
+                await asyncio.sleep(0.02)
+            answer.update(receipted_at=time.monotonic(), receipts=len(self.receipt_latencies),
+                          unreceipted=sum(len(b.unreceipted or ()) for b in bots),
+                          receipt_latencies=self.receipt_latencies)
+        return answer
 
     async def _ingest_one(self, bot: Bot, per_bot: int, until: float, count: IngestCount) -> None:
         n = 0
         while n < per_bot - 1 and time.monotonic() < until:
             kind = MIX[n % len(MIX)]
-            if not await bot.write(ingest_message(bot, kind, n)):
+            message = ingest_message(bot, kind, n)
+            if bot.unreceipted is not None:
+                bot.unreceipted[message.message_id] = time.monotonic()
+            if not await bot.write(message):
                 return
             count.messages += 1
             count.by_kind[kind] += 1
@@ -273,6 +304,8 @@ class Fleet:
             n += 1
         final = ingest_message(bot, "transaction", n)
         final.transaction.transaction_id = "final"
+        if bot.unreceipted is not None:
+            bot.unreceipted[final.message_id] = time.monotonic()
         if await bot.write(final):
             count.messages += 1
             count.transactions += 1

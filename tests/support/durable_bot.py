@@ -81,7 +81,7 @@ class DurableBot:
                         return
                 self.endings.append("OK")
             except grpc.aio.AioRpcError as exc:
-                self.endings.append(exc.code().name)
+                self.endings.append(f"{exc.code().name}: {(exc.details() or '')[:80]}")
 
     def _receipted(self, message_ids: list[str]) -> None:
         now = time.monotonic()
