@@ -64,7 +64,8 @@ def insert_many(model: type[Model], names: Sequence[str], rows: Iterable[Sequenc
     if unless_newer is not None:
         if not (update and connection.features.supports_update_conflicts_with_target):
             raise NotSupportedError("unless_newer needs an upsert with a conflict target")
-        column = quote(model._meta.get_field(unless_newer).column)
+        [order] = _fields(model, (unless_newer,))
+        column = quote(order.column)
         suffix += f" WHERE {_not_later(f'{quote(model._meta.db_table)}.{column}', f'EXCLUDED.{column}')}"
     sql = (f"{connection.ops.insert_statement(on_conflict=on_conflict)} {quote(model._meta.db_table)} "
            f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) {suffix}")
