@@ -89,13 +89,18 @@ def test_a_new_transaction_keeps_its_first_facts_and_its_latest_status() -> None
         ("a-m2", "transaction.transaction_id: 't1' already recorded with another amount", True)]
 
 
-def test_a_stored_transaction_is_updated_only_when_its_status_moves() -> None:
-    stored = {(1, "t1"): StoredTransaction("deposit", "ETH", Decimal("2.25"), "pending", ""),
-              (1, "t2"): StoredTransaction("deposit", "ETH", Decimal("2.25"), "pending", "")}
-    plan = merge([tx(0, status="confirmed"), tx(1, transaction_id="t2", status="pending")])
+def test_a_stored_transaction_is_updated_only_by_a_newer_report() -> None:
+    """A newer report moves the row even when its status is the same: its time is what guards the row
+    against an older report stored later. A report as old as the stored one, unchanged, writes nothing."""
+    later = T0 + timedelta(seconds=1)
+    stored = {(1, "t1"): StoredTransaction("deposit", "ETH", Decimal("2.25"), "pending", "", T0),
+              (1, "t2"): StoredTransaction("deposit", "ETH", Decimal("2.25"), "pending", "", T0),
+              (1, "t3"): StoredTransaction("deposit", "ETH", Decimal("2.25"), "pending", "", later)}
+    plan = merge([tx(0, transaction_id="t1", status="pending"), tx(1, transaction_id="t2", status="pending"),
+                  tx(0, transaction_id="t3", status="confirmed")])
     changes = transaction.resolve(transaction.reports(plan), stored)
     assert changes.created == [] and changes.refused == []
-    assert [(r.transaction_id, r.status) for r in changes.updated] == [("t1", "confirmed")]
+    assert [(r.transaction_id, r.status, r.reported_at) for r in changes.updated] == [("t2", "pending", later)]
 
 
 def test_a_repeat_that_disagrees_with_the_stored_row_is_refused_with_every_differing_fact() -> None:

@@ -6,6 +6,11 @@ transactions (SQLite), bulk_create spends about 60 ms assembling one huge statem
 through its model field's get_db_prep_save (the conversion bulk_create applies), and the INSERT
 keyword and the conflict clause come from the backend's operations, as in bulk_create.
 Values for auto_now / auto_now_add columns are not filled in here: callers pass them.
+
+`unless_newer` guards a write with the row's own order column (a report's reported_at): the row is
+changed only while the stored value is NULL or not later than the incoming one, decided by the
+database in the same statement, so two replicas storing reports of one row concurrently cannot move
+it backwards.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 from django.db.models.constants import OnConflict
@@ -37,27 +42,50 @@ def _execute_many(sql: str, fields: Sequence[Any], rows: Iterable[Sequence[Any]]
             cursor.executemany(sql, params)
 
 
+def _not_later(stored: str, incoming: str) -> str:
+    """SQL: the stored order value is unset or not later than the incoming one (ties: the incoming wins)."""
+    return f"({stored} IS NULL OR {stored} <= {incoming})"
+
+
 def insert_many(model: type[Model], names: Sequence[str], rows: Iterable[Sequence[Any]], *,
-                unique: Sequence[str] = (), update: Sequence[str] = ()) -> None:
-    """INSERT rows (values in `names` order); with `update`, an upsert on the `unique` columns."""
+                unique: Sequence[str] = (), update: Sequence[str] = (), unless_newer: str | None = None) -> None:
+    """INSERT rows (values in `names` order); with `update`, an upsert on the `unique` columns.
+
+    With `unless_newer` (a column among `names`), a conflicting row is updated only when its stored
+    value of that column is NULL or <= the incoming one: `ON CONFLICT (...) DO UPDATE SET ... WHERE`,
+    which PostgreSQL and SQLite (3.24+) support; a backend without a conflict target (MySQL) refuses.
+    """
     fields = _fields(model, names)
     connection = _connection()
     quote = connection.ops.quote_name
     on_conflict = OnConflict.UPDATE if update else None
     suffix = connection.ops.on_conflict_suffix_sql(
         fields, on_conflict, [f.column for f in _fields(model, update)], [f.column for f in _fields(model, unique)])
+    if unless_newer is not None:
+        if not (update and connection.features.supports_update_conflicts_with_target):
+            raise NotSupportedError("unless_newer needs an upsert with a conflict target")
+        [order] = _fields(model, (unless_newer,))
+        column = quote(order.column)
+        suffix += f" WHERE {_not_later(f'{quote(model._meta.db_table)}.{column}', f'EXCLUDED.{column}')}"
     sql = (f"{connection.ops.insert_statement(on_conflict=on_conflict)} {quote(model._meta.db_table)} "
            f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) {suffix}")
     _execute_many(sql, fields, rows)
 
 
-def update_many(model: type[Model], columns: Sequence[str], keys: Sequence[str], rows: Iterable[Sequence[Any]]
-                ) -> None:
-    """UPDATE ... SET columns WHERE keys; each row holds the column values, then the key values."""
-    fields = _fields(model, (*columns, *keys))
+def update_many(model: type[Model], columns: Sequence[str], keys: Sequence[str], rows: Iterable[Sequence[Any]],
+                *, unless_newer: str | None = None) -> None:
+    """UPDATE ... SET columns WHERE keys; each row holds the column values, then the key values.
+
+    With `unless_newer` (a column), a row is updated only when its stored value of that column is NULL
+    or <= the row's last value (so each row then ends with that value once more).
+    """
+    names = (*columns, *keys) if unless_newer is None else (*columns, *keys, unless_newer)
+    fields = _fields(model, names)
     quote = _connection().ops.quote_name
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields[:len(columns)])
-    condition = " AND ".join(f"{quote(f.column)} = %s" for f in fields[len(columns):])
+    condition = " AND ".join(f"{quote(f.column)} = %s" for f in fields[len(columns):len(columns) + len(keys)])
+    if unless_newer is not None:
+        condition += f" AND {_not_later(quote(fields[-1].column), '%s')}"
     _execute_many(f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {condition}", fields, rows)
 
 

@@ -8,6 +8,9 @@ ingest buffer then calls forget_client(), and the client's next message resolves
 
 Heartbeats, status reports and registrations all set Client columns: they fold into one ClientPatch
 per client in message order (the stored row is what the last message made it), stored by CLIENT_ROWS.
+The one column ordered otherwise is a reported status: it carries its report's time (status_at, the
+bot's own order), and is stored by an UPDATE that changes Client.status only while the stored
+status_reported_at is not later, so a lagging replica cannot put back an older report.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from apps.crypto.limits import ID_MAX as CLIENT_ID_MAX
@@ -77,11 +81,16 @@ def forget_client(client_id: str) -> None:
 
 @dataclass(slots=True)
 class ClientPatch:
-    """Client columns to set for one client; `restore` (a registration) upserts by client_id."""
+    """Client columns to set for one client; `restore` (a registration) upserts by client_id.
+
+    `status_at` is set by a status report: fields["status"] is then stored only if no later report
+    is stored already (Client.status_reported_at), and status_reported_at becomes status_at.
+    """
 
     client_id: str
     fields: dict[str, Any] = field(default_factory=dict)
     restore: bool = False
+    status_at: datetime | None = None
 
 
 def patch(plan: Plan, client_pk: int, client_id: str) -> ClientPatch:
@@ -94,18 +103,28 @@ def patch(plan: Plan, client_pk: int, client_id: str) -> ClientPatch:
 
 
 def _store(plan: Plan) -> list[Refusal]:
-    """Grouped by the set of columns; a registration upserts by client_id (it restores a deleted row)."""
+    """Grouped by the set of columns; a registration upserts by client_id (it restores a deleted row).
+
+    A reported status goes last, in its own guarded UPDATE (after a restore, so a restored row gets it).
+    """
     from ....models import Client
 
-    groups: dict[tuple[bool, tuple[str, ...]], list[tuple[int, ClientPatch]]] = {}
+    groups: dict[tuple[bool, tuple[str, ...]], list[tuple[int, str, dict[str, Any]]]] = {}
+    reported: list[tuple[Any, ...]] = []
     for client_pk, p in plan.part(CLIENT_ROWS.name, dict).items():
-        groups.setdefault((p.restore, tuple(p.fields)), []).append((client_pk, p))
+        fields = p.fields
+        if p.status_at is not None:
+            fields = dict(fields)
+            reported.append((fields.pop("status"), p.status_at, client_pk, p.status_at))
+        if fields:
+            groups.setdefault((p.restore, tuple(fields)), []).append((client_pk, p.client_id, fields))
     for (restore, names), patches in groups.items():
         if restore:
-            Client.objects.bulk_create([Client(client_id=p.client_id, **p.fields) for _, p in patches],
+            Client.objects.bulk_create([Client(client_id=client_id, **fields) for _, client_id, fields in patches],
                                        update_conflicts=True, unique_fields=["client_id"], update_fields=list(names))
         else:
-            update_many(Client, names, ("id",), ([*p.fields.values(), pk] for pk, p in patches))
+            update_many(Client, names, ("id",), ([*fields.values(), pk] for pk, _, fields in patches))
+    update_many(Client, ("status", "status_reported_at"), ("id",), reported, unless_newer="status_reported_at")
     return []
 
 

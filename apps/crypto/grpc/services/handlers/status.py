@@ -1,4 +1,11 @@
-"""status: the bot reports its own state; the history row and Client.status change together."""
+"""status: the bot reports its own state; every report keeps its history row, the latest sets Client.status.
+
+"Latest" is the bot's own order (ctx.reported_at: its ClientMessage.timestamp), not the order in which
+replicas store: Client.status changes only when the report is not older than the stored
+Client.status_reported_at (checked in SQL, see clients.py), so a lagging replica that stores an old
+report after a newer one was stored elsewhere adds its history row but leaves Client.status alone.
+Stream open/close bookkeeping (record_status) is the server's own and is not ordered this way.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +53,14 @@ def check(ctx: MessageContext, client_pk: int, payload: pb2.StatusUpdate) -> Sta
 
 
 def fold(plan: Plan, w: StatusWrite) -> None:
-    """Every report keeps its history row; the Client row gets the last one."""
+    """Every report keeps its history row; the Client row gets the one with the greatest reported_at (a tie:
+    the later message)."""
     plan.part(STATUS.name, list).append(w)
-    patch(plan, w.client_pk, w.ctx.client_id).fields.update(status=w.status, last_seen=w.ctx.received_at)
+    row = patch(plan, w.client_pk, w.ctx.client_id)
+    if row.status_at is None or row.status_at <= w.ctx.reported_at:
+        row.fields["status"] = w.status
+        row.status_at = w.ctx.reported_at
+    row.fields["last_seen"] = w.ctx.received_at
 
 
 def store(plan: Plan) -> list[Refusal]:

@@ -2,15 +2,19 @@
 
 A repeat report of the same transaction_id never creates a second row. Its type, symbol and amount
 are facts that cannot change: a repeat that disagrees on them is rejected. Its status and details
-may move on (pending -> confirmed), so a repeat updates them: the latest report wins. Comparing with
-the stored row needs the database, so that part is decided when the batch is stored (resolve());
-everything else is checked at once.
+may move on (pending -> confirmed), so a repeat updates them: the latest report wins, "latest" in the
+bot's own order (ctx.reported_at, its ClientMessage.timestamp), not in the order replicas store. A
+repeat older than the stored report is not refused: it just leaves status and details as they are.
+Comparing with the stored row needs the database, so that part is decided when the batch is stored
+(resolve()); everything else is checked at once. The UPDATE itself is guarded by the stored
+reported_at too, so two replicas storing reports of one transaction concurrently cannot move it back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
@@ -29,7 +33,8 @@ from .fields import text
 _TYPES = frozenset(TransactionType.values)
 _ALLOWED = ", ".join(TransactionType.values)
 IMMUTABLE: Final = ("type", "symbol", "amount")
-COLUMNS: Final = ("client", "transaction_id", "type", "symbol", "amount", "status", "details", "created_at")
+COLUMNS: Final = ("client", "transaction_id", "type", "symbol", "amount", "status", "details", "created_at",
+                  "reported_at")
 CLIENTS_PER_LOOKUP: Final = 100  # clients per stored-transactions query
 TransactionKey = tuple[int, str]  # (client pk, transaction_id)
 
@@ -85,11 +90,12 @@ class StoredTransaction:
     amount: Decimal
     status: str
     details: str
+    reported_at: datetime | None = None  # of the stored status; None: stored before reports were ordered
 
 
 @dataclass(slots=True)
 class TransactionRow:
-    """A transaction row to insert (facts of its first report) or to update (status, details)."""
+    """A transaction row to insert (facts of its first report) or to update (status, details, reported_at)."""
 
     client_pk: int
     transaction_id: str
@@ -98,6 +104,7 @@ class TransactionRow:
     amount: str | Decimal
     status: str
     details: str
+    reported_at: datetime | None  # of the report whose status and details the row holds
 
 
 @dataclass
@@ -117,24 +124,32 @@ def _differing(row: TransactionRow, w: TransactionWrite) -> list[str]:
 
 def resolve(groups: Mapping[TransactionKey, list[TransactionWrite]],
             stored: Mapping[TransactionKey, StoredTransaction]) -> TransactionChanges:
-    """Pure: the rows to create and update, and the repeats refused, given what is stored."""
+    """Pure: the rows to create and update, and the repeats refused, given what is stored.
+
+    Facts come from the stored row, else from the first report; status and details from the report
+    with the greatest reported_at (a tie: the later message), the stored one included.
+    """
     changes = TransactionChanges()
     for (client_pk, transaction_id), writes in groups.items():
         known = stored.get((client_pk, transaction_id))
-        base = known or writes[0]
-        row = TransactionRow(client_pk, transaction_id, base.type, base.symbol, base.amount, base.status,
-                             base.details)
+        if known is None:
+            first = writes[0]
+            row = TransactionRow(client_pk, transaction_id, first.type, first.symbol, first.amount, first.status,
+                                 first.details, first.ctx.reported_at)
+        else:
+            row = TransactionRow(client_pk, transaction_id, known.type, known.symbol, known.amount, known.status,
+                                 known.details, known.reported_at)
         for w in writes if known else writes[1:]:
             if differing := _differing(row, w):
                 reason = (f"transaction.transaction_id: {transaction_id!r} already recorded with another "
                           f"{', '.join(differing)}")
                 changes.refused.append(Refusal(w.ctx, w.kind, reason, at_flush=True))
-            else:
-                row.status, row.details = w.status, w.details
+            elif row.reported_at is None or row.reported_at <= w.ctx.reported_at:
+                row.status, row.details, row.reported_at = w.status, w.details, w.ctx.reported_at
         if known is None:
             changes.created.append(row)
-        elif (row.status, row.details) != (known.status, known.details):
-            changes.updated.append(row)
+        elif (row.status, row.details, row.reported_at) != (known.status, known.details, known.reported_at):
+            changes.updated.append(row)  # a newer report, even of the same status: its time guards the row
     return changes
 
 
@@ -152,7 +167,7 @@ def _stored(groups: Mapping[TransactionKey, object]) -> dict[TransactionKey, Sto
     for chunk in _chunks(list(by_client.items()), CLIENTS_PER_LOOKUP):
         condition, params = any_of(Transaction, "transaction_id", dict(chunk), "client")
         rows = Transaction.objects.filter(RawSQL(condition, params, output_field=BooleanField())).values_list(
-            "client_id", "transaction_id", "type", "symbol", "amount", "status", "details")
+            "client_id", "transaction_id", "type", "symbol", "amount", "status", "details", "reported_at")
         for client_pk, transaction_id, *facts in rows:
             stored[(client_pk, transaction_id)] = StoredTransaction(*facts)
     return stored
@@ -164,10 +179,12 @@ def store(plan: Plan) -> list[Refusal]:
         return []
     changes = resolve(groups, _stored(groups))
     insert_many(Transaction, COLUMNS, [
-        (r.client_pk, r.transaction_id, r.type, r.symbol, r.amount, r.status, r.details, plan.now)
+        (r.client_pk, r.transaction_id, r.type, r.symbol, r.amount, r.status, r.details, plan.now, r.reported_at)
         for r in changes.created])
-    update_many(Transaction, ("status", "details"), ("client", "transaction_id"),
-                ((r.status, r.details, r.client_pk, r.transaction_id) for r in changes.updated))
+    # guarded in SQL as well: another replica may have stored a newer report since _stored() read the row
+    update_many(Transaction, ("status", "details", "reported_at"), ("client", "transaction_id"),
+                ((r.status, r.details, r.reported_at, r.client_pk, r.transaction_id, r.reported_at)
+                 for r in changes.updated), unless_newer="reported_at")
     return changes.refused
 
 
