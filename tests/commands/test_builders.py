@@ -24,8 +24,17 @@ KINDS = ["pause", "resume", "ping", "sync_wallets", "request_status"]
 
 
 def test_table_covers_every_command_of_the_contract() -> None:
+    """Every operator command; the oneof's receipt is the service's own message to a bot."""
     oneof = pb2.DjangoCommand.DESCRIPTOR.oneofs_by_name["command"]
-    assert sorted(COMMAND_BUILDERS) == sorted(field.name for field in oneof.fields) == sorted(KINDS)
+    commands = sorted(field.name for field in oneof.fields if field.name != "receipt")
+    assert sorted(COMMAND_BUILDERS) == commands == sorted(KINDS)
+
+
+def test_an_operator_cannot_send_a_receipt() -> None:
+    from apps.crypto.grpc.services.proto.validation import InvalidRequest, validate_command
+
+    with pytest.raises(InvalidRequest, match="command.receipt is sent by the service itself"):
+        validate_command(pb2.DjangoCommand(receipt=pb2.MessageReceipt(message_ids=["m1"])))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -79,6 +79,8 @@ def validate_command(command: pb2.DjangoCommand, *, max_text_chars: int = MAX_TE
     kind = command.WhichOneof("command")
     if kind is None:
         raise InvalidRequest(f"command must set one of: {', '.join(COMMAND_KINDS)}")
+    if kind not in COMMAND_KINDS:  # a MessageReceipt is the stream's own bookkeeping, never an operator's
+        raise InvalidRequest(f"command.{kind} is sent by the service itself; set one of: {', '.join(COMMAND_KINDS)}")
     if kind == "pause":
         _check_text(command.pause.reason, "pause.reason", max_text_chars)
     elif kind == "resume":
