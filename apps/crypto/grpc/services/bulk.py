@@ -15,7 +15,7 @@ it backwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
@@ -104,25 +104,30 @@ def any_of(model: type[Model], key: str, values_by_owner: dict[Any, list[Any]], 
     return " OR ".join(terms), params
 
 
-def insert_new(model: type[Model], names: Sequence[str], rows: Sequence[Sequence[Any]], unique: Sequence[str],
-               chunk: int = 500) -> list[tuple[Any, ...]]:
-    """INSERT rows, skipping those whose `unique` columns exist; returns the `unique` values of the rows inserted.
+def insert_new(model: type[Model], keys: Sequence[str], rows: Sequence[Sequence[str]],
+               constants: Mapping[str, Any] | None = None, chunk: int = 500) -> list[tuple[str, ...]]:
+    """INSERT rows of text `keys` (a unique constraint) plus `constants`, skipping keys that exist;
+    returns the keys inserted.
 
-    One multi-row `INSERT .. ON CONFLICT (unique) DO NOTHING RETURNING` per chunk (PostgreSQL, SQLite
-    >= 3.35): a row another transaction inserts concurrently waits for it, then counts as existing.
+    One multi-row `INSERT .. ON CONFLICT (keys) DO NOTHING RETURNING` per chunk (PostgreSQL, SQLite
+    >= 3.35): a key another transaction inserts concurrently waits for it, then counts as existing.
+    Key values are text and go in as given; each constant is converted once, not once per row (the
+    per-value conversion was most of this statement's cost).
     """
-    fields = _fields(model, names)
     connection = _connection()
     quote = connection.ops.quote_name
-    keys = ", ".join(quote(f.column) for f in _fields(model, unique))
-    head = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES ")
-    row_sql = f"({', '.join(['%s'] * len(fields))})"
-    inserted: list[tuple[Any, ...]] = []
+    key_columns = [quote(f.column) for f in _fields(model, keys)]
+    constant_fields = _fields(model, constants or {})
+    constant_values = [f.get_db_prep_save(v, connection) for f, v in zip(constant_fields, (constants or {}).values())]
+    columns = ", ".join([*key_columns, *(quote(f.column) for f in constant_fields)])
+    row_sql = f"({', '.join(['%s'] * (len(key_columns) + len(constant_fields)))})"
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "
+    tail = f" ON CONFLICT ({', '.join(key_columns)}) DO NOTHING RETURNING {', '.join(key_columns)}"
+    inserted: list[tuple[str, ...]] = []
     with connection.cursor() as cursor:
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
-            params = [f.get_db_prep_save(v, connection) for row in part for f, v in zip(fields, row)]
-            cursor.execute(f"{head}{', '.join([row_sql] * len(part))} ON CONFLICT ({keys}) DO NOTHING "
-                           f"RETURNING {keys}", params)
+            params = [value for row in part for value in (*row, *constant_values)]
+            cursor.execute(f"{head}{', '.join([row_sql] * len(part))}{tail}", params)
             inserted += [tuple(r) for r in cursor.fetchall()]
     return inserted

@@ -103,9 +103,7 @@ class BatchWriter:
 
 def record_received(keys: Sequence[receipts.Key], now: datetime) -> set[receipts.Key]:
     """Record the keys in ReceivedMessage; returns those that were new (the others were stored before)."""
-    inserted = insert_new(ReceivedMessage, ("client_id", "message_id", "received_at"),
-                          [(client_id, message_id, now) for client_id, message_id in keys],
-                          unique=("client_id", "message_id"))
+    inserted = insert_new(ReceivedMessage, ("client_id", "message_id"), keys, {"received_at": now})
     return {(client_id, message_id) for client_id, message_id in inserted}
 
 
