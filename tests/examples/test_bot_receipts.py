@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from apps.crypto.grpc.examples.bot_client import BotClient
+from apps.crypto.grpc.examples.bot_client import BotClient, command_ack
+from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.commands import CryptoStreamingCommandClient, ping
 from tests.commands.bots import FAST_BACKOFF, demo_bot, running_bot
@@ -160,3 +161,36 @@ async def test_stop_releases_a_send_waiting_for_room_and_keeps_the_rest_readable
                 await asyncio.wait_for(blocked, 2)
             assert await bot.all_receipted(0) is False
         assert [m.log.message for m in bot.unreceipted_messages()] == ["kept"]
+
+
+async def test_a_handler_sending_more_than_the_outbox_holds_finishes_because_receipts_keep_flowing() -> None:
+    """The handler's send() waits for room; the receipts that make it are read while the handler runs."""
+    async with running_fake() as fake, CryptoStreamingCommandClient(fake.target, fake.operator_token) as operator:
+        client_id = unique_id()
+        bot = receipting_bot(fake, client_id, await fake.make_client_key(client_id), outbox_limit=2,
+                             handler_timeout=5.0)
+
+        async def chatty(command: pb2.DjangoCommand) -> common_pb2.CommandAck:
+            for n in range(10):
+                await bot.send(pb2.LogEntry(message=f"step {n}"))
+            return command_ack(message="done")
+
+        async def receipt_every_log() -> None:
+            done = 0
+            while True:
+                await eventually(lambda: len(logs(fake)) > done, 10, "another log")
+                fresh = logs(fake)[done:]
+                done += len(fresh)
+                await receipt(fake, client_id, *(m.message_id for m in fresh))
+
+        bot.handlers["ping"] = chatty
+        async with running_bot(bot):
+            receipter = asyncio.create_task(receipt_every_log())
+            try:
+                ack = await ping(operator, client_id)
+            finally:
+                receipter.cancel()
+        assert ack.success and ack.message == "done"
+        assert log_texts(fake) == [f"step {n}" for n in range(10)]
+        kinds = [m.WhichOneof("payload") for m in fake.service.received]
+        assert kinds.index("command_ack") > max(i for i, kind in enumerate(kinds) if kind == "log")

@@ -57,6 +57,7 @@ CommandHandler = Callable[[pb2.DjangoCommand], Awaitable[common_pb2.CommandAck]]
 API_KEY_HEADER = "x-api-key"
 REMEMBER_COMMANDS = 10_000  # executed command_ids (and their acks) a bot keeps to ignore re-deliveries
 OUTBOX_LIMIT = 10_000  # with receipts on: messages sent and not yet receipted before send() waits
+COMMAND_BACKLOG = 1000  # with receipts on: commands read ahead of a running handler, so receipts keep flowing
 MAX_ERROR_CHARS = 1000  # an ack's error text; the server refuses overlong fields
 EXPECTED_STREAM_ERRORS = (grpc.aio.AioRpcError, asyncio.InvalidStateError)  # the stream ended under us
 
@@ -482,18 +483,25 @@ class BotClient:
     async def _serve(self, call: grpc.aio.StreamStreamCall) -> SessionEnd | None:
         """Read, write and heartbeat until the stream ends or stop() is asked; None means stopped."""
         self._accepted_at = None
-        reader = self._spawn(self._read(call), "read")
+        # With receipts on, handlers run in their own task: a handler whose send() waits for room in the
+        # outbox must not keep the reader from the receipts that make the room.
+        commands: asyncio.Queue[pb2.DjangoCommand] | None = None
+        handling: list[asyncio.Task[None]] = []
+        if self._receipts is not None:
+            commands = asyncio.Queue(COMMAND_BACKLOG)
+            handling.append(self._spawn(self._handle_queued(commands), "handle"))
+        reader = self._spawn(self._read(call, commands), "read")
         writer = self._spawn(self._write(call), "write")
         stopping = self._spawn(self._stop.wait(), "stop")
         helpers = [self._spawn(self._heartbeat(), "heartbeat"), self._spawn(self._watch_accept(call), "accept")]
         try:
-            await asyncio.wait([reader, writer, stopping], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reader, writer, stopping, *handling], return_when=asyncio.FIRST_COMPLETED)
             if self._stop.is_set():
                 await asyncio.wait([reader, writer], timeout=self.stop_grace)  # flush, half-close, server ends
                 return None
-            return await self._ending(call, reader, writer)
+            return await self._ending(call, reader, writer, *handling)
         finally:
-            await _cancel_all([reader, writer, stopping, *helpers])
+            await _cancel_all([reader, writer, stopping, *handling, *helpers])
             call.cancel()
             self.connected.clear()
 
@@ -510,13 +518,22 @@ class BotClient:
         code, details = await call.code(), await call.details()
         return SessionEnd(code, details or "", self._connected_for())
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read(self, call: grpc.aio.StreamStreamCall,
+                    commands: asyncio.Queue[pb2.DjangoCommand] | None = None) -> None:
+        """Receipts are taken at once; commands are handled here, or queued for _handle_queued (receipts on)."""
         async for command in call:
             self._mark_connected()
             if command.WhichOneof("command") == "receipt":
                 self._on_receipt(command.receipt)
-            else:
+            elif commands is None:
                 await self._handle(command)
+            else:
+                await commands.put(command)
+
+    async def _handle_queued(self, commands: asyncio.Queue[pb2.DjangoCommand]) -> None:
+        """One handler at a time, in arrival order, while the reader goes on taking receipts."""
+        while True:
+            await self._handle(await commands.get())
 
     def _on_receipt(self, receipt: pb2.MessageReceipt) -> None:
         """Not a command: no handler, no ack. Ids this bot no longer holds (a duplicate's receipt) are ignored."""
