@@ -194,3 +194,23 @@ async def test_a_handler_sending_more_than_the_outbox_holds_finishes_because_rec
         assert log_texts(fake) == [f"step {n}" for n in range(10)]
         kinds = [m.WhichOneof("payload") for m in fake.service.received]
         assert kinds.index("command_ack") > max(i for i, kind in enumerate(kinds) if kind == "log")
+
+
+async def test_messages_left_at_stop_can_be_sent_again_by_the_next_run_with_their_ids() -> None:
+    async with running_fake() as fake:
+        client_id = unique_id()
+        key = await fake.make_client_key(client_id)
+        first = receipting_bot(fake, client_id, key)
+        async with running_bot(first):
+            await send_logs(first, "a", "b")
+            await eventually(lambda: len(logs(fake)) == 2, 5, "two logs")
+            await receipt(fake, client_id, logs(fake)[0].message_id)
+            await eventually(lambda: first.unreceipted == 1, 5, "a receipted")
+        saved = first.unreceipted_messages()
+        second = receipting_bot(fake, client_id, key)
+        async with running_bot(second):
+            for message in saved:
+                await second.send(message)
+            await eventually(lambda: len(logs(fake)) == 3, 5, "b sent again")
+        assert [(m.log.message, m.message_id) for m in logs(fake)[1:]] == [("b", saved[0].message_id)] * 2
+        assert second.unreceipted == 1

@@ -27,8 +27,10 @@ says it is durably stored (or durably rejected). After a reconnect the unreceipt
 again, same message_id, right after the registration and before anything new; the server stores each
 (client_id, message_id) once. send() waits while the outbox is full. Heartbeats and command acks are
 not kept (a heartbeat is superseded, a command is re-sent by the server). A receipt is not a command:
-no handler runs and no ack is sent. `bot.unreceipted` counts what awaits a receipt; call
-`await bot.all_receipted(timeout)` before stop() to leave nothing behind.
+no handler runs and no ack is sent; handlers run in a task of their own, so receipts keep flowing
+while one runs (and waits in send() for room). `bot.unreceipted` counts what awaits a receipt; call
+`await bot.all_receipted(timeout)` before stop() to leave nothing behind, or save
+`bot.unreceipted_messages()` and send() them again from the next run (same message_id: stored once).
 """
 
 from __future__ import annotations
