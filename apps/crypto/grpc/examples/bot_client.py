@@ -19,6 +19,18 @@ been executed already). The client remembers the acks of the last `remember_comm
 command_ids and answers a command_id it has already executed with that same ack again, without running
 the handler, whether or not `retry` is set. A handler cut short by the end of its stream never finished,
 so it is not remembered and a re-delivery runs it again: make handlers safe to restart.
+
+Receipts (`BotClient(..., receipts=True, outbox_limit=10_000)`) make sending at-least-once and storing
+exactly-once: the registration asks for them (wants_receipts), every message carries a message_id, and
+each message sent is kept in a bounded outbox (ReceiptOutbox) until a MessageReceipt from the server
+says it is durably stored (or durably rejected). After a reconnect the unreceipted ones are written
+again, same message_id, right after the registration and before anything new; the server stores each
+(client_id, message_id) once. send() waits while the outbox is full. Heartbeats and command acks are
+not kept (a heartbeat is superseded, a command is re-sent by the server). A receipt is not a command:
+no handler runs and no ack is sent; handlers run in a task of their own, so receipts keep flowing
+while one runs (and waits in send() for room). `bot.unreceipted` counts what awaits a receipt; call
+`await bot.all_receipted(timeout)` before stop() to leave nothing behind, or save
+`bot.unreceipted_messages()` and send() them again from the next run (same message_id: stored once).
 """
 
 from __future__ import annotations
@@ -46,6 +58,8 @@ CommandHandler = Callable[[pb2.DjangoCommand], Awaitable[common_pb2.CommandAck]]
 
 API_KEY_HEADER = "x-api-key"
 REMEMBER_COMMANDS = 10_000  # executed command_ids (and their acks) a bot keeps to ignore re-deliveries
+OUTBOX_LIMIT = 10_000  # with receipts on: messages sent and not yet receipted before send() waits
+COMMAND_BACKLOG = 1000  # with receipts on: commands read ahead of a running handler, so receipts keep flowing
 MAX_ERROR_CHARS = 1000  # an ack's error text; the server refuses overlong fields
 EXPECTED_STREAM_ERRORS = (grpc.aio.AioRpcError, asyncio.InvalidStateError)  # the stream ended under us
 
@@ -164,6 +178,111 @@ class Outbox:
         return len(self._control) + self._app.qsize() + (self._unsent is not None)
 
 
+# ---------------------------------------------------------------------------- receipts (pure)
+
+
+class OutboxClosed(RuntimeError):
+    """The bot is stopping: the receipt outbox takes no new message."""
+
+
+class ReceiptOutbox:
+    """Messages sent but not yet receipted, insertion-ordered by message_id; at most `limit` of them.
+
+    Pure bookkeeping for ClientRegistration.wants_receipts (no gRPC here): BotClient adds a message
+    before it is written, marks it written once a stream took it, writes the written ones again right
+    after each reconnect (`to_resend()`, in the order they were added) and forgets them when a
+    MessageReceipt names them (`ack()`). A full outbox makes add() wait for room: nothing is dropped.
+    """
+
+    def __init__(self, limit: int = OUTBOX_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError(f"outbox limit must be >= 1, got {limit}")
+        self.limit = limit
+        self._messages: dict[str, pb2.ClientMessage] = {}  # message_id -> message, in the order added
+        self._written: set[str] = set()  # taken by a stream at least once: resent after a reconnect
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    async def add(self, message: pb2.ClientMessage, timeout: float | None = None) -> None:
+        """Keep `message` until it is receipted; waits while the outbox is full (TimeoutError after `timeout`)."""
+        message_id = message.message_id
+        if not message_id:
+            raise ValueError("a message awaiting a receipt needs a message_id")
+        if message_id in self._messages:
+            raise ValueError(f"message_id {message_id!r} is already awaiting a receipt")
+        async with asyncio.timeout(timeout):
+            while len(self._messages) >= self.limit and not self._closed:
+                await self._wait_change()
+        if self._closed:
+            raise OutboxClosed("the outbox is closed: the bot is stopping")
+        if message_id in self._messages:
+            raise ValueError(f"message_id {message_id!r} is already awaiting a receipt")
+        self._messages[message_id] = message
+
+    def ack(self, message_ids: Iterable[str]) -> int:
+        """Forget the receipted messages; ids not (or no longer) here are ignored. Returns how many were here."""
+        removed = 0
+        for message_id in message_ids:
+            if self._messages.pop(message_id, None) is not None:
+                self._written.discard(message_id)
+                removed += 1
+        if removed:
+            self._wake()
+        return removed
+
+    def discard(self, message_id: str) -> None:
+        """Forget a message that was never handed to a stream (its send was cancelled)."""
+        self.ack((message_id,))
+
+    def written(self, message_id: str) -> None:
+        """A stream took this message: if no receipt comes on that stream, it is resent on the next."""
+        if message_id in self._messages:
+            self._written.add(message_id)
+
+    def to_resend(self) -> list[pb2.ClientMessage]:
+        """What a new stream writes right after its registration: the written, unreceipted messages, in order.
+
+        Those never written yet are still queued behind them, so the stream sends the whole outbox in order.
+        """
+        return [message for message_id, message in self._messages.items() if message_id in self._written]
+
+    def pending(self) -> list[pb2.ClientMessage]:
+        """Every message awaiting a receipt, in the order added."""
+        return list(self._messages.values())
+
+    async def wait_empty(self, timeout: float | None = None) -> bool:
+        """True once every message is receipted; False after `timeout` or when closed with messages left."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._messages and not self._closed:
+                    await self._wait_change()
+        except TimeoutError:
+            pass
+        return not self._messages
+
+    def close(self) -> None:
+        """Refuse new messages and release every waiter; what is here stays readable (pending())."""
+        self._closed = True
+        self._wake()
+
+    @property
+    def full(self) -> bool:
+        return len(self._messages) >= self.limit
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    def _wake(self) -> None:
+        self._changed.set()  # wakes every waiter; each re-checks its own condition
+
+
 # ---------------------------------------------------------------------------- executed commands
 
 
@@ -222,13 +341,19 @@ class BotClient:
                  handlers: Mapping[str, CommandHandler] | None = None, backoff: Backoff = Backoff(),
                  stable_after: float = 10.0, handler_timeout: float | None = 60.0, outbound_limit: int = 1000,
                  stop_grace: float = 2.0, credentials: grpc.ChannelCredentials | None = None,
-                 channel_options: Sequence[tuple[str, Any]] = (), remember_commands: int = REMEMBER_COMMANDS) -> None:
+                 channel_options: Sequence[tuple[str, Any]] = (), remember_commands: int = REMEMBER_COMMANDS,
+                 receipts: bool = False, outbox_limit: int = OUTBOX_LIMIT) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty")
         if heartbeat_interval <= 0:
             raise ValueError("heartbeat_interval must be > 0")
         self.target, self.client_id = target, client_id
         self.registration = registration or pb2.ClientRegistration(client_name=client_id, client_type="bot")
+        if receipts:  # on a copy: the caller's registration is left alone
+            wanting = pb2.ClientRegistration()
+            wanting.CopyFrom(self.registration)
+            wanting.wants_receipts = True
+            self.registration = wanting
         self.heartbeat_interval, self.handler_timeout, self.stop_grace = heartbeat_interval, handler_timeout, stop_grace
         self.handlers: dict[str, CommandHandler] = dict(handlers or {})
         self._retry = RetryState(backoff, stable_after)
@@ -236,6 +361,8 @@ class BotClient:
         self._credentials, self._channel_options = credentials, tuple(channel_options)
         self._outbox = Outbox(outbound_limit)
         self.executed = ExecutedCommands(remember_commands)  # command_id -> the ack sent, to ignore re-deliveries
+        # with receipts on: sent messages kept until the server confirms them, resent after each reconnect
+        self._receipts = ReceiptOutbox(outbox_limit) if receipts else None
         self._stop, self._finished = asyncio.Event(), asyncio.Event()
         self._started = False
         self._accepted_at: float | None = None
@@ -244,6 +371,9 @@ class BotClient:
         self.commands_handled = 0
         self.commands_failed = 0
         self.commands_repeated = 0  # deliveries of an already executed command_id, acked again without running
+        self.receipts_received = 0  # MessageReceipts read (any bot; only one with receipts=True tracks them)
+        self.messages_receipted = 0  # messages the receipts removed from the outbox
+        self.messages_resent = 0  # unreceipted messages written again on a new stream
 
     # -------------------------------------------------------------- public API
 
@@ -259,16 +389,48 @@ class BotClient:
             logger.info("bot.stopped client_id=%s connects=%d commands_handled=%d",
                         self.client_id, self.connects, self.commands_handled)
 
-    async def send(self, payload: Message) -> None:
-        """Queue a ClientMessage or a bare payload (WalletUpdate, StatusUpdate...); waits while the queue is full."""
+    async def send(self, payload: Message, timeout: float | None = None) -> None:
+        """Queue a ClientMessage or a bare payload (WalletUpdate, StatusUpdate...); waits while the queue is full.
+
+        With receipts on, the message (its message_id kept, or a new uuid) is also kept until a receipt
+        names it, and send() waits while `outbox_limit` messages await one. `timeout` bounds the whole
+        wait (TimeoutError; the message is then not sent). Raises RuntimeError once the bot is stopped.
+        """
         if self._stop.is_set():
             raise RuntimeError("BotClient is stopped")
-        await self._outbox.put(wrap_payload(self.client_id, payload))
+        message = wrap_payload(self.client_id, payload)
+        async with asyncio.timeout(timeout):
+            if self._receipts is None:
+                await self._outbox.put(message)
+                return
+            await self._receipts.add(message)  # recorded before it can be written, so a receipt always finds it
+            try:
+                await self._outbox.put(message)
+            except BaseException:
+                self._receipts.discard(message.message_id)
+                raise
+
+    @property
+    def unreceipted(self) -> int:
+        """Messages sent (or queued) and not yet receipted; always 0 with receipts off."""
+        return 0 if self._receipts is None else len(self._receipts)
+
+    def unreceipted_messages(self) -> list[pb2.ClientMessage]:
+        """The messages still awaiting a receipt, in order: save them at exit and send() them again later
+        (same message_id, so the server stores each once)."""
+        return [] if self._receipts is None else self._receipts.pending()
+
+    async def all_receipted(self, timeout: float | None = None) -> bool:
+        """Wait until every message sent is receipted: True then, False after `timeout` or once stopped with
+        messages left. Call it before stop() to leave nothing behind."""
+        return True if self._receipts is None else await self._receipts.wait_empty(timeout)
 
     def request_stop(self) -> None:
         """Ask run() to finish (safe from signal handlers); queued messages are flushed for stop_grace seconds."""
         self._stop.set()
         self._outbox.close()
+        if self._receipts is not None:
+            self._receipts.close()  # a send() waiting for room fails; nothing new is kept
 
     async def stop(self) -> None:
         """request_stop() and wait until run() has returned."""
@@ -278,7 +440,7 @@ class BotClient:
 
     @property
     def pending(self) -> int:
-        """Messages queued but not yet written."""
+        """Messages queued but not yet written (the write queue, not the receipt outbox)."""
         return len(self._outbox)
 
     # -------------------------------------------------------------- reconnect loop
@@ -323,18 +485,25 @@ class BotClient:
     async def _serve(self, call: grpc.aio.StreamStreamCall) -> SessionEnd | None:
         """Read, write and heartbeat until the stream ends or stop() is asked; None means stopped."""
         self._accepted_at = None
-        reader = self._spawn(self._read(call), "read")
+        # With receipts on, handlers run in their own task: a handler whose send() waits for room in the
+        # outbox must not keep the reader from the receipts that make the room.
+        commands: asyncio.Queue[pb2.DjangoCommand] | None = None
+        handling: list[asyncio.Task[None]] = []
+        if self._receipts is not None:
+            commands = asyncio.Queue(COMMAND_BACKLOG)
+            handling.append(self._spawn(self._handle_queued(commands), "handle"))
+        reader = self._spawn(self._read(call, commands), "read")
         writer = self._spawn(self._write(call), "write")
         stopping = self._spawn(self._stop.wait(), "stop")
         helpers = [self._spawn(self._heartbeat(), "heartbeat"), self._spawn(self._watch_accept(call), "accept")]
         try:
-            await asyncio.wait([reader, writer, stopping], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([reader, writer, stopping, *handling], return_when=asyncio.FIRST_COMPLETED)
             if self._stop.is_set():
                 await asyncio.wait([reader, writer], timeout=self.stop_grace)  # flush, half-close, server ends
                 return None
-            return await self._ending(call, reader, writer)
+            return await self._ending(call, reader, writer, *handling)
         finally:
-            await _cancel_all([reader, writer, stopping, *helpers])
+            await _cancel_all([reader, writer, stopping, *handling, *helpers])
             call.cancel()
             self.connected.clear()
 
@@ -351,17 +520,56 @@ class BotClient:
         code, details = await call.code(), await call.details()
         return SessionEnd(code, details or "", self._connected_for())
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read(self, call: grpc.aio.StreamStreamCall,
+                    commands: asyncio.Queue[pb2.DjangoCommand] | None = None) -> None:
+        """Receipts are taken at once; commands are handled here, or queued for _handle_queued (receipts on)."""
         async for command in call:
             self._mark_connected()
-            await self._handle(command)
+            if command.WhichOneof("command") == "receipt":
+                self._on_receipt(command.receipt)
+            elif commands is None:
+                await self._handle(command)
+            else:
+                await commands.put(command)
+
+    async def _handle_queued(self, commands: asyncio.Queue[pb2.DjangoCommand]) -> None:
+        """One handler at a time, in arrival order, while the reader goes on taking receipts."""
+        while True:
+            await self._handle(await commands.get())
+
+    def _on_receipt(self, receipt: pb2.MessageReceipt) -> None:
+        """Not a command: no handler, no ack. Ids this bot no longer holds (a duplicate's receipt) are ignored."""
+        self.receipts_received += 1
+        removed = 0 if self._receipts is None else self._receipts.ack(receipt.message_ids)
+        self.messages_receipted += removed
+        logger.debug("bot.receipt client_id=%s ids=%d removed=%d unreceipted=%d",
+                     self.client_id, len(receipt.message_ids), removed, self.unreceipted)
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         await call.write(self._envelope(register=self.registration))
+        await self._resend(call)
         while (message := await self._outbox.next()) is not None:
             await call.write(message)
             self._outbox.sent()
+            if self._receipts is not None:
+                self._receipts.written(message.message_id)
         await call.done_writing()
+
+    async def _resend(self, call: grpc.aio.StreamStreamCall) -> None:
+        """Right after the registration: what earlier streams took and never receipted, in the original order.
+
+        The messages not yet written are still queued behind these, so the outbox goes out whole and in order.
+        """
+        if self._receipts is None:
+            return
+        again = self._receipts.to_resend()
+        if again:
+            logger.info("bot.resending client_id=%s messages=%d unreceipted=%d",
+                        self.client_id, len(again), len(self._receipts))
+        for message in again:
+            if message.message_id in self._receipts:  # a late receipt may have come meanwhile
+                await call.write(message)
+                self.messages_resent += 1
 
     async def _heartbeat(self) -> None:
         while True:

@@ -6,6 +6,11 @@ Then, from another shell: `python manage.py send_command bot-1 ping --wait`.
 
 A command_id the bot has already executed (the server re-sends a command with `retry=true` after the
 replica holding the stream was lost) is not run again: the bot acks it again with the first ack.
+
+The demo asks for receipts (`--no-receipts` turns them off): every message it sends is kept until the
+server confirms it is stored and is resent after a reconnect. Every `--report-every` seconds it logs
+how many messages await a receipt (`demo.outbox unreceipted=N`); on SIGINT/SIGTERM it waits up to
+`--drain` seconds for the last receipts before it stops.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from google.protobuf.message import Message
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 
-from .bot_client import REMEMBER_COMMANDS, BotClient, BotRejected, CommandHandler, command_ack
+from .bot_client import OUTBOX_LIMIT, REMEMBER_COMMANDS, BotClient, BotRejected, CommandHandler, command_ack
 
 logger = logging.getLogger("demo_bot")
 
@@ -104,7 +109,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--heartbeat", type=float, default=30.0, help="seconds between heartbeats")
     parser.add_argument("--remember-commands", type=int, default=REMEMBER_COMMANDS,
                         help="executed command_ids remembered to ack a re-delivery without running it again")
-    return parser.parse_args(argv)
+    parser.add_argument("--no-receipts", dest="receipts", action="store_false",
+                        help="do not ask for receipts (no outbox, nothing resent after a reconnect)")
+    parser.add_argument("--outbox-limit", type=int, default=OUTBOX_LIMIT,
+                        help="messages awaiting a receipt before sending waits")
+    parser.add_argument("--report-every", type=float, default=30.0,
+                        help="seconds between 'demo.outbox unreceipted=N' log lines")
+    parser.add_argument("--drain", type=float, default=5.0,
+                        help="seconds to wait for the last receipts when asked to stop")
+    args = parser.parse_args(argv)
+    if args.report_every <= 0 or args.drain < 0 or args.outbox_limit < 1:
+        parser.error("--report-every must be > 0, --drain >= 0 and --outbox-limit >= 1")
+    return args
 
 
 def build_bot(args: argparse.Namespace) -> tuple[BotClient, DemoBot]:
@@ -112,21 +128,57 @@ def build_bot(args: argparse.Namespace) -> tuple[BotClient, DemoBot]:
     registration = pb2.ClientRegistration(client_name=f"demo {args.client_id}", client_type="demo", version="1.0")
     bot = BotClient(args.target, args.client_id, args.api_key, registration=registration,
                     heartbeat_interval=args.heartbeat, handlers=demo.handlers(),
-                    remember_commands=args.remember_commands)
+                    remember_commands=args.remember_commands, receipts=args.receipts,
+                    outbox_limit=args.outbox_limit)
     demo.send = bot.send
     return bot, demo
 
 
+def log_outbox(bot: BotClient) -> None:
+    logger.info("demo.outbox unreceipted=%d receipted=%d resent=%d",
+                bot.unreceipted, bot.messages_receipted, bot.messages_resent)
+
+
+async def report_outbox(bot: BotClient, every: float) -> None:
+    """How many messages await a receipt, every `every` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(every)
+        log_outbox(bot)
+
+
+async def drain_and_stop(bot: BotClient, drain: float) -> None:
+    """Give the last receipts up to `drain` seconds, then stop; what is still unreceipted is logged."""
+    if not await bot.all_receipted(drain):
+        logger.warning("demo.stopping_unreceipted unreceipted=%d", bot.unreceipted)
+    bot.request_stop()
+
+
 async def main(argv: Sequence[str] | None = None) -> int:
-    bot, _ = build_bot(parse_args(argv))
+    args = parse_args(argv)
+    bot, _ = build_bot(args)
     loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if stopping:  # a second signal: stop now
+            bot.request_stop()
+        else:
+            stopping.append(loop.create_task(drain_and_stop(bot, args.drain)))
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, bot.request_stop)
+        loop.add_signal_handler(signum, on_signal)
+    reporter = loop.create_task(report_outbox(bot, args.report_every)) if args.receipts else None
     try:
         await bot.run()
     except BotRejected as exc:
         logger.error("demo.rejected code=%s details=%s", exc.code.name, exc.details)
         return 2
+    finally:
+        for task in (reporter, *stopping):
+            if task is not None:
+                task.cancel()
+        if args.receipts:
+            log_outbox(bot)
     return 0
 
 
