@@ -1,8 +1,7 @@
 """BotClient with receipts against a REAL replica (tests/support/grpc_server): at least once, stored once.
 
-Needs the server side of issue 14: a MessageReceipt after each commit for a bot that registered with
-wants_receipts, and each (client_id, message_id) stored once (ReceivedMessage), a duplicate receipted
-again. Until that is merged the test is an expected failure (the bot waits for receipts in vain).
+The server sends a MessageReceipt after each commit to a bot that registered with wants_receipts, and
+stores each (client_id, message_id) once (ReceivedMessage), receipting a duplicate again.
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-
-import pytest
 
 from apps.crypto.grpc.examples.bot_client import BotClient
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
@@ -44,7 +41,6 @@ async def cut_the_stream(target: str, client_id: str, key: str, bot: BotClient) 
         await eventually(lambda: bot.connects > connects, 10, "bot reconnected after losing its stream")
 
 
-@pytest.mark.xfail(reason="server receipts land in the same issue", strict=False)
 async def test_bot_receipts_end_to_end() -> None:
     # a slow flush keeps messages read but not yet committed when the stream is cut: their receipts are lost
     async with running_server(ingest_flush_interval=0.3) as server:
