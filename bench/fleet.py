@@ -258,9 +258,9 @@ class Fleet:
         connected = sum(1 for i in range(start, start + count) if self.bots[f"{prefix}{i:06d}"].call is not None)
         return {"connected": connected, "requested": count, "seconds": round(time.monotonic() - began, 3)}
 
-    async def ingest(self, per_bot: int, seconds: float) -> dict[str, Any]:
-        """Every connected bot sends per_bot messages of the mix as fast as its stream takes them (at most
-        `seconds`), the last one a transaction."""
+    async def ingest(self, per_bot: int, seconds: float, rate: float = 0.0) -> dict[str, Any]:
+        """Every connected bot sends per_bot messages of the mix as fast as its stream takes them, or at
+        `rate` messages/s each (at most `seconds`), the last one a transaction."""
         bots = [b for b in self.bots.values() if b.call is not None]
         count = IngestCount()
         self._ingesting = True
@@ -271,7 +271,7 @@ class Fleet:
             for bot in bots:
                 bot.unreceipted = {}
         try:
-            await asyncio.gather(*(self._ingest_one(bot, per_bot, until, count) for bot in bots))
+            await asyncio.gather(*(self._ingest_one(bot, per_bot, until, count, rate) for bot in bots))
         finally:
             self._ingesting = False
         sent_at = time.monotonic()
@@ -286,9 +286,12 @@ class Fleet:
                           receipt_latencies=self.receipt_latencies)
         return answer
 
-    async def _ingest_one(self, bot: Bot, per_bot: int, until: float, count: IngestCount) -> None:
+    async def _ingest_one(self, bot: Bot, per_bot: int, until: float, count: IngestCount, rate: float) -> None:
         n = 0
+        began = time.monotonic() + random.uniform(0, 1 / rate) if rate else 0.0  # paced bots spread out
         while n < per_bot - 1 and time.monotonic() < until:
+            if rate:
+                await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
             kind = MIX[n % len(MIX)]
             message = ingest_message(bot, kind, n)
             if bot.unreceipted is not None:
@@ -345,7 +348,7 @@ class Fleet:
             self.targets = list(request["targets"])
             return {"targets": self.targets}
         if op == "ingest":
-            return await self.ingest(request["per_bot"], request["seconds"])
+            return await self.ingest(request["per_bot"], request["seconds"], request.get("rate", 0.0))
         if op == "stats":
             return self.stats()
         if op == "received_ids":
