@@ -29,11 +29,24 @@ SQLITE_OPTIONS = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGM
                   "transaction_mode": "IMMEDIATE"}
 
 
+# No psycopg connection pool (django-cfg turns one on for PostgreSQL: min 10, max 50, 30 s checkout).
+# A replica runs all its ORM code on one thread (sync_to_async, thread_sensitive), which keeps one
+# connection open until the ingest writer closes it after a transient error; the pool only held ten
+# idle spares that a restart or failover kills with it. Its checkout then tries them one by one,
+# sleeping 1, 2, 4, 8, 16 s between dead ones (psycopg_pool's fixed backoff) on that one thread:
+# nothing was stored for 30 s and more. Without the pool the next retry simply connects afresh.
+# CONN_MAX_AGE stays 0: the web tier (ASGI admin) connects per request; rungrpc sends no request
+# signals, so its thread's connection lives until it fails.
+POSTGRES_OPTIONS = {"pool": False}
+
+
 def database_config(url: str) -> DatabaseConfig:
     """SQLite paths are taken literally; other URLs (postgresql://...) go to django-cfg's parser."""
     if url.startswith("sqlite:///"):
         return DatabaseConfig(engine="django.db.backends.sqlite3", name=url.removeprefix("sqlite:///"),
                               options=SQLITE_OPTIONS)
+    if url.startswith(("postgres://", "postgresql://")):
+        return DatabaseConfig.from_url(url, options=POSTGRES_OPTIONS)
     return DatabaseConfig.from_url(url)
 
 

@@ -15,6 +15,7 @@ resend is stored once (receipts.py); the report names them for the receipts once
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
@@ -31,7 +32,35 @@ from .receipts import Forwarded
 from .plan import FlushReport, PayloadKind, Part, Plan, StorageUnavailable, Write, refused_at_flush
 
 logger = logging.getLogger(__name__)
+# Django's wrappers of a database that failed, not a write: connection lost or refused, server
+# shutting down (a restart, pg_terminate_backend), lock or statement timeout, deadlock, SQLite
+# "database is locked", a psycopg pool timeout (psycopg_pool.PoolTimeout is an OperationalError).
 TRANSIENT = (OperationalError, InterfaceError)
+# The same errors raised by the drivers themselves, outside Django's wrapper.
+DRIVER_TRANSIENT: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+try:
+    import psycopg  # PoolTimeout, PoolClosed and TooManyRequests are psycopg.OperationalError
+except ImportError:  # pragma: no cover - PostgreSQL is optional
+    pass
+else:
+    DRIVER_TRANSIENT += (psycopg.OperationalError, psycopg.InterfaceError)
+# SQLSTATEs by which PostgreSQL says the same under another class: 25006 a primary demoted in a
+# failover is read-only now (InternalError); 25P03 the server ended an idle transaction.
+TRANSIENT_SQLSTATES = frozenset({"25006", "25P03"})
+# An OperationalError that is a write's own fault: 54xxx program_limit_exceeded (e.g. an index row too
+# large). Retrying it would only hold the batch and then refuse all of it as "storage unavailable".
+PERMANENT_SQLSTATE_CLASSES = ("54",)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` is the database being unavailable for a while (retry the batch later), False
+    when it may be a write's fault (store write by write and refuse the ones that fail again)."""
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or getattr(exc, "sqlstate", None) or ""
+    if sqlstate in TRANSIENT_SQLSTATES:
+        return True
+    if sqlstate.startswith(PERMANENT_SQLSTATE_CLASSES):
+        return False
+    return isinstance(exc, TRANSIENT + DRIVER_TRANSIENT)
 
 
 class BatchWriter:
@@ -47,10 +76,11 @@ class BatchWriter:
             report = FlushReport(len(writes))
             report.refused = self._store(writes, report)
             return report
-        except TRANSIENT as exc:
-            connection.close()  # the next try connects afresh (a failover, a killed connection)
-            raise StorageUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-        except Exception as exc:  # DatabaseError, or a bug that one write triggers: isolate it
+        except Exception as exc:
+            if is_transient(exc):
+                connection.close()  # the next try connects afresh (a failover, a killed connection)
+                raise StorageUnavailable(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+            # DatabaseError, or a bug that one write triggers: isolate it
             logger.warning("ingest.batch_failed writes=%d error=%s retry=one_by_one", len(writes),
                            type(exc).__name__)
             return self._one_by_one(writes)
