@@ -20,6 +20,7 @@ from ..cluster import Cluster, wait_claims
 from ..context import Context, cluster, fleet
 from ..db import count_rows
 from ..procs import CpuMeter, FakeCentrifugoProcess
+from .. import profiling
 from ..report import check, table, targets_table
 from ..stats import percentile
 
@@ -58,16 +59,22 @@ async def measure(ctx: Context, c: Cluster, name: str, receipts: bool = False, r
         before = await count_rows(c.database_url, prefix)
         cpu = CpuMeter({"replica": c.live[0].pid, "loadgen": f.pid}).start()
         metered_from = time.monotonic()
+        spy = profiling.start(c.live[0].pid, ctx.scratch("ingest") / f"profile-{name}{round_}.txt", 6) \
+            if opts.profile and round_ == 0 else None
         per_bot = max(2, opts.ingest_messages // opts.ingest_clients)
         ctx.log(f"ingest {name} round {round_}: {opts.ingest_clients} bots sending {per_bot} messages each")
         sent = await f.request("ingest", per_bot=per_bot, seconds=opts.ingest_seconds, rate=rate,
                                timeout=opts.ingest_seconds + 120)
         done_at, seen = await wait_rows(c.database_url, prefix, before["crypto_transaction"] + sent["transactions"])
         shares = cpu.stop()
+        if spy is not None:
+            await asyncio.to_thread(profiling.finish, spy)
         replica_cpu_s = shares["replica"] * (time.monotonic() - metered_from)
         after = await count_rows(c.database_url, prefix)
     result = row(name, sent, done_at, seen - before["crypto_transaction"], before, after, shares)
     result["cpu_us_per_msg"] = round(replica_cpu_s / max(1, sent["messages"]) * 1e6, 1)
+    if spy is not None:
+        result["profile"] = profiling.summarize(ctx.scratch("ingest") / f"profile-{name}{round_}.txt")
     result["round"] = round_
     if receipts:
         latencies = sorted(sent["receipt_latencies"])

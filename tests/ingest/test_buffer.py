@@ -145,3 +145,28 @@ async def test_a_database_down_longer_than_retry_for_refuses_the_batch_as_storag
     assert buffer.pending == 0
     refused = [r.getMessage() for r in caplog.records if "message.rejected" in r.getMessage()]
     assert len(refused) == 3 and all("storage unavailable: OperationalError" in line for line in refused)
+
+
+async def test_a_batch_the_database_left_midway_is_tried_again_from_there(caplog) -> None:
+    """Write by write after a bad write, the database goes away: what was stored stays stored, the rest
+    is tried again later (not refused), and the receipts and refusals of both tries are reported."""
+    calls: list[list[str]] = []
+    receipts: list[dict[str, list[str]]] = []
+
+    async def midway(writes: Sequence[Write]) -> FlushReport:
+        calls.append([w.message for w in writes])  # type: ignore[attr-defined]
+        if len(calls) == 1:  # stored the first, refused the second, lost the database at the third
+            return FlushReport(2, receipts={"c": ["m0"]}, unstored=list(writes[2:]),
+                               unavailable="OperationalError: server closed the connection")
+        return FlushReport(len(writes), receipts={"c": [w.message for w in writes]})  # type: ignore[attr-defined]
+
+    buffer = IngestBuffer(midway, batch_size=10, interval=0.01, limit=10, on_receipts=receipts.append)
+    buffer.start()
+    for n in range(4):
+        await buffer.put(LogWrite(context("c"), 1, "INFO", f"m{n}", ""))
+    await asyncio.wait_for(buffer.settle(), 5)
+    await buffer.close()
+    assert calls == [["m0", "m1", "m2", "m3"], ["m2", "m3"]]
+    assert receipts == [{"c": ["m0", "m2", "m3"]}]
+    assert not [r for r in caplog.records if "message.rejected" in r.getMessage()]
+    assert any("ingest.storage_unavailable writes=2" in r.getMessage() for r in caplog.records)

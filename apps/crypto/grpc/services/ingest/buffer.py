@@ -160,19 +160,30 @@ class IngestBuffer:
         self._account(report)
 
     async def _write_retrying(self, batch: list[Write]) -> FlushReport:
-        """The batch, stored once the database takes it; refused only after `retry_for` seconds."""
+        """The batch, stored once the database takes it; refused only after `retry_for` seconds. A batch
+        the database went away from midway (write by write after a bad write) is tried again from there."""
         started, delay = time.monotonic(), RETRY_FIRST
+        done, pending = FlushReport(), batch
         while True:
             try:
-                return await self.write_batch(batch)
+                report = await self.write_batch(pending)
             except StorageUnavailable as exc:
-                if time.monotonic() - started >= self.retry_for:
-                    logger.error("ingest.storage_gave_up writes=%d after=%.1f error=%s", len(batch), self.retry_for, exc)
-                    reason = f"storage unavailable: {exc}"[:200]
-                    return FlushReport(len(batch), [r for w in batch for r in refused_at_flush(w, reason)])
-                logger.warning("ingest.storage_unavailable writes=%d error=%s retry_in=%.2f", len(batch), exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
+                reason = str(exc)
+            else:
+                done.absorb(report)
+                if not report.unstored:
+                    return done
+                pending, reason = report.unstored, report.unavailable
+            if time.monotonic() - started >= self.retry_for:
+                logger.error("ingest.storage_gave_up writes=%d after=%.1f error=%s", len(pending), self.retry_for,
+                             reason)
+                refusal = f"storage unavailable: {reason}"[:200]
+                done.refused += [r for w in pending for r in refused_at_flush(w, refusal)]
+                return done
+            logger.warning("ingest.storage_unavailable writes=%d error=%s retry_in=%.2f", len(pending), reason,
+                           delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     def _account(self, report: FlushReport) -> None:
         """Refusals only the writer could find were never seen by the stream: count and log them here."""

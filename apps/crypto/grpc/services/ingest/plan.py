@@ -76,6 +76,16 @@ class FlushReport:
     refused: list[Refusal] = field(default_factory=list)
     stale_clients: set[str] = field(default_factory=set)
     receipts: dict[str, list[str]] = field(default_factory=dict)  # client_id -> message_ids now committed
+    unstored: list[Write] = field(default_factory=list)  # the database went away before these: try again
+    unavailable: str = ""  # why, when `unstored` is not empty
+
+    def absorb(self, other: "FlushReport") -> None:
+        """Add what storing a remainder of the same batch reported."""
+        self.written += other.written
+        self.refused += other.refused
+        self.stale_clients |= other.stale_clients
+        for client_id, message_ids in other.receipts.items():
+            self.receipts.setdefault(client_id, []).extend(message_ids)
 
 
 def refused_at_flush(write: Write, reason: str) -> list[Refusal]:

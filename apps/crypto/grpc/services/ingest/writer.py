@@ -113,22 +113,32 @@ class BatchWriter:
     def _one_by_one(self, writes: Sequence[Write]) -> FlushReport:
         report = FlushReport(len(writes))
         failed: list[Refusal] = []
-        for write in writes:
+        for index, write in enumerate(writes):
             try:
                 report.refused += self._store([write], report)
-            except DatabaseError as exc:
-                logger.error("message.storage_error client_id=%s message_id=%r payload=%s error=%s",
-                             write.ctx.client_id, write.ctx.message_id, write.kind, type(exc).__name__)
-                failed += refused_at_flush(write, f"storage error: {type(exc).__name__}")
-                report.stale_clients.add(write.ctx.client_id)  # the cached pk may be what failed (row deleted)
-            except Exception as exc:  # a bug must cost one message, not the batch
-                logger.error("message.handler_error client_id=%s message_id=%r payload=%s error=%s",
-                             write.ctx.client_id, write.ctx.message_id, write.kind, type(exc).__name__,
-                             exc_info=True)
-                failed += refused_at_flush(write, f"internal error: {type(exc).__name__}")
+            except Exception as exc:
+                if not is_transient(exc):
+                    failed += self._refuse(write, exc, report)
+                    continue
+                connection.close()  # the database went away meanwhile: the rest is no write's fault
+                report.written, report.unstored = index, list(writes[index:])
+                report.unavailable = f"{type(exc).__name__}: {str(exc)[:200]}"
+                break
         _record_failures(failed)
         report.refused += failed
         return report
+
+    @staticmethod
+    def _refuse(write: Write, exc: Exception, report: FlushReport) -> list[Refusal]:
+        """A write that failed alone: a database error of its own, or a bug; either costs this write only."""
+        if isinstance(exc, DatabaseError):
+            logger.error("message.storage_error client_id=%s message_id=%r payload=%s error=%s",
+                         write.ctx.client_id, write.ctx.message_id, write.kind, type(exc).__name__)
+            report.stale_clients.add(write.ctx.client_id)  # the cached pk may be what failed (row deleted)
+            return refused_at_flush(write, f"storage error: {type(exc).__name__}")
+        logger.error("message.handler_error client_id=%s message_id=%r payload=%s error=%s",
+                     write.ctx.client_id, write.ctx.message_id, write.kind, type(exc).__name__, exc_info=True)
+        return refused_at_flush(write, f"internal error: {type(exc).__name__}")
 
 
 def record_received(keys: Sequence[receipts.Key], now: datetime) -> set[receipts.Key]:
