@@ -80,3 +80,22 @@ async def test_a_failing_write_is_not_receipted_and_the_rest_are(client_id: str)
     report = await write([tx(client_id, pk, "ok-1", "t1"), tx(other, gone_pk, "lost-1", "t1")])
     assert report.receipts == {client_id: ["ok-1"]}  # the failed one is resent by its bot later
     assert not await ReceivedMessage.objects.filter(client_id=other).aexists()
+
+
+async def test_keys_past_the_retention_are_pruned_and_younger_ones_kept(client_id: str) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.crypto.grpc.services.ingest.writer import prune_received
+
+    now = timezone.now()
+    await ReceivedMessage.objects.all().adelete()  # filled as production fills it: in time order
+    await ReceivedMessage.objects.abulk_create(
+        [ReceivedMessage(client_id=client_id, message_id=f"old{n}", received_at=now - timedelta(days=8))
+         for n in range(25)] +
+        [ReceivedMessage(client_id=client_id, message_id=f"new{n}", received_at=now) for n in range(5)])
+    deleted = await sync_to_async(prune_received)(now - timedelta(days=7), chunk=10)
+    assert deleted == 25
+    kept = {m async for m in ReceivedMessage.objects.filter(client_id=client_id).values_list("message_id", flat=True)}
+    assert kept == {f"new{n}" for n in range(5)}

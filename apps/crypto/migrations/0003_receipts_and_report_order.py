@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('client_id', models.CharField(max_length=128)),
                 ('message_id', models.CharField(max_length=128)),
-                ('received_at', models.DateTimeField(db_index=True)),
+                ('received_at', models.DateTimeField()),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('client_id', 'message_id'), name='uniq_received_message')],

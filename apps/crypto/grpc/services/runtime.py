@@ -30,7 +30,7 @@ from .ingest.buffer import IngestBuffer
 from .records import CommandJournal
 from .streaming.ports import Lifecycle, StreamPort, Unavailable
 from .streaming.reasons import DRAINING
-from .streaming.receipts import receipt_sender
+from .streaming.receipts import ReceiptSender
 from .streaming.session import StreamSession
 from .streaming.supervisor import StreamSupervisor
 from .tasks import TaskOwner
@@ -61,6 +61,7 @@ class Runtime:
     dispatch: Callable[[Any, Any], Awaitable[Any]]
     lifecycle: Lifecycle
     ingest: IngestBuffer
+    receipts: ReceiptSender
     bus_redis: BusRedis
     tasks: TaskOwner = field(default_factory=TaskOwner)  # every background task of the replica
     draining: bool = False
@@ -124,6 +125,7 @@ class Runtime:
         try:
             async with asyncio.timeout(RECEIPT_SETTLE):
                 await self.ingest.settle()
+                self.receipts.send_now(session.client_id)
                 while not session.idle and not session.closed:
                     await asyncio.sleep(0.01)
         except TimeoutError:
@@ -212,7 +214,8 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         parts.setdefault("publisher", NullPublisher())
     tasks = TaskOwner(env.replica_id)
     bus = CommandBus(link, config.client_disconnect_grace, config.send_timeout, tasks.scope("bus"))
-    ingest = build_ingest_buffer(config, PARTS, forget_client, receipt_sender(lambda: bus.sessions))
+    receipts = ReceiptSender(lambda: bus.sessions)
+    ingest = build_ingest_buffer(config, PARTS, forget_client, receipts)
     runtime = Runtime(
         config=config, env=env, bus=bus, tasks=tasks,
         runner=BusRunner(bus, redis, config.replica_beat_interval, config.ownership_refresh, lambda ok: None,
@@ -226,7 +229,7 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
         dispatch=Dispatcher(ingest, {command_ack.COMMAND_ACK.name: command_ack.forward_to(bus)}),
         # open/close bookkeeping is written directly, but after the client's buffered messages
         lifecycle=Lifecycle(ingest.behind(lifecycle.client_connected), ingest.behind(lifecycle.client_disconnected)),
-        ingest=ingest, bus_redis=bus_redis,
+        ingest=ingest, receipts=receipts, bus_redis=bus_redis,
     )
     runtime.runner.on_health = runtime.on_bus_health
     bus.on_late_ack = runtime.journal.late

@@ -148,13 +148,18 @@ def record_received(keys: Sequence[receipts.Key], now: datetime) -> set[receipts
 
 
 def prune_received(before: datetime, chunk: int = 10_000) -> int:
-    """Forget receipted keys older than `before`: a bot resends within minutes, not after the retention."""
+    """Forget receipted keys older than `before`: a bot resends within minutes, not after the retention.
+
+    Rows are inserted in time order, so everything below the first row young enough to keep is old:
+    finding it reads the pk range about to be deleted, and the deletes are pk ranges.
+    """
+    first_kept = ReceivedMessage.objects.filter(received_at__gte=before).order_by("pk").values_list(
+        "pk", flat=True).first()
+    old = ReceivedMessage.objects.all() if first_kept is None else ReceivedMessage.objects.filter(pk__lt=first_kept)
     deleted = 0
-    while True:
-        pks = list(ReceivedMessage.objects.filter(received_at__lt=before).values_list("pk", flat=True)[:chunk])
-        if not pks:
-            return deleted
-        deleted += ReceivedMessage.objects.filter(pk__in=pks).delete()[0]
+    while pks := list(old.order_by("pk").values_list("pk", flat=True)[:chunk]):
+        deleted += ReceivedMessage.objects.filter(pk__gte=pks[0], pk__lte=pks[-1]).delete()[0]
+    return deleted
 
 
 def store_refusals(refusals: Iterable[Refusal]) -> None:
