@@ -121,6 +121,7 @@ def ack_for(bot: Bot, command: pb2.DjangoCommand) -> pb2.ClientMessage:
 
 def ingest_message(bot: Bot, kind: str, n: int) -> pb2.ClientMessage:
     msg = pb2.ClientMessage(client_id=bot.client_id, message_id=bot.message_id())
+    msg.timestamp.GetCurrentTime()  # as real bots (and BotClient) do: the bot's order decides the latest report
     if kind == "wallet_update":
         msg.wallet_update.wallet_id = f"w{n % 4}"
         msg.wallet_update.symbol = SYMBOLS[n % 4]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
 
@@ -13,16 +14,18 @@ from apps.crypto.grpc.services.handlers.transaction import TransactionWrite
 from apps.crypto.grpc.services.inbound import Refusal
 from apps.crypto.grpc.services.ingest.receipts import Forwarded
 from apps.crypto.grpc.services.ingest.writer import BatchWriter
-from apps.crypto.models import ReceivedMessage, RejectedMessage, Transaction
+from apps.crypto.grpc.services.handlers.log import LogWrite
+from apps.crypto.models import LogEntry, ReceivedMessage, RejectedMessage, Transaction
 
 from .conftest import context
 
 write = sync_to_async(BatchWriter(PARTS))
 
 
-def tx(client_id: str, pk: int, message_id: str, transaction_id: str, receipt: bool = True) -> TransactionWrite:
-    ctx = replace(context(client_id), message_id=message_id, receipt=receipt)
-    return TransactionWrite(ctx, pk, transaction_id, "deposit", "BTC", "1", "pending", "")
+def tx(client_id: str, pk: int, message_id: str, transaction_id: str, receipt: bool = True,
+       sent_at: datetime | None = None, amount: str = "1") -> TransactionWrite:
+    ctx = replace(context(client_id), message_id=message_id, receipt=receipt, sent_at=sent_at)
+    return TransactionWrite(ctx, pk, transaction_id, "deposit", "BTC", amount, "pending", "")
 
 
 async def test_a_resend_is_receipted_again_and_stored_once(client_id: str) -> None:
@@ -99,3 +102,34 @@ async def test_keys_past_the_retention_are_pruned_and_younger_ones_kept(client_i
     assert deleted == 25
     kept = {m async for m in ReceivedMessage.objects.filter(client_id=client_id).values_list("message_id", flat=True)}
     assert kept == {f"new{n}" for n in range(5)}
+
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+async def test_a_timestamped_idempotent_resend_is_stored_again_as_a_no_op_without_a_key(client_id: str) -> None:
+    """A transaction (one row per transaction_id, status ordered by the bot's time) needs no key; a log
+    line (a row per message) does."""
+    pk = await client_pk(client_id)
+    pending = tx(client_id, pk, "m1", "t1", sent_at=T0)
+    confirmed = tx(client_id, pk, "m2", "t1", sent_at=T0 + timedelta(seconds=1))
+    confirmed.status = "confirmed"
+    log = LogWrite(replace(context(client_id), message_id="m3", receipt=True, sent_at=T0), pk, "info", "x", "")
+    await write([pending, confirmed, log])
+    report = await write([pending, log])  # the bot resends both after a reconnect, same ids and times
+    assert report.receipts == {client_id: ["m1", "m3"]}
+    stored = await Transaction.objects.aget(client_id=pk, transaction_id="t1")
+    assert stored.status == "confirmed"
+    assert await LogEntry.objects.filter(client_id=pk).acount() == 1
+    assert [m async for m in ReceivedMessage.objects.filter(client_id=client_id).values_list(
+        "message_id", flat=True)] == ["m3"]
+
+
+async def test_a_resent_report_refused_at_flush_is_rejected_once(client_id: str) -> None:
+    pk = await client_pk(client_id)
+    await write([tx(client_id, pk, "m1", "t1", sent_at=T0)])
+    other = tx(client_id, pk, "m2", "t1", sent_at=T0, amount="2")  # disagrees with the stored facts
+    for _ in range(2):
+        report = await write([other])
+        assert report.receipts == {client_id: ["m2"]}
+    assert await RejectedMessage.objects.filter(client_id=client_id, message_id="m2").acount() == 1

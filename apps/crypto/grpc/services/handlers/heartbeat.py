@@ -27,4 +27,4 @@ def fold(plan: Plan, w: HeartbeatWrite) -> None:
     patch(plan, w.client_pk, w.ctx.client_id).fields["last_seen"] = w.ctx.received_at
 
 
-HEARTBEAT = PayloadKind(HeartbeatWrite.kind, nothing_to_store, check=check, fold=fold)
+HEARTBEAT = PayloadKind(HeartbeatWrite.kind, nothing_to_store, check=check, fold=fold, idempotent=True)

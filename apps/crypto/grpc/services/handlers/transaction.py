@@ -188,4 +188,5 @@ def store(plan: Plan) -> list[Refusal]:
     return changes.refused
 
 
-TRANSACTION = PayloadKind(TransactionWrite.kind, store, check=check, fold=fold)
+TRANSACTION = PayloadKind(TransactionWrite.kind, store, check=check, fold=fold,
+                          idempotent=True)  # one row per (client, transaction_id); status ordered by reported_at

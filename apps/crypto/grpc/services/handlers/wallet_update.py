@@ -76,4 +76,5 @@ def store(plan: Plan) -> list[Refusal]:
     return []
 
 
-WALLET_UPDATE = PayloadKind(WalletWrite.kind, store, check=check, fold=fold)
+WALLET_UPDATE = PayloadKind(WalletWrite.kind, store, check=check, fold=fold,
+                            idempotent=True)  # an upsert per wallet, ordered by reported_at

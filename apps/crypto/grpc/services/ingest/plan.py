@@ -55,11 +55,14 @@ class PayloadKind(Part):
 
     `check(ctx, client_pk, payload)` returns the write the buffer holds. A kind that never touches the
     Client row (an ack) sets `needs_client_pk=False`: it then gets 0 and costs no client lookup.
+    A kind whose repeat stores nothing new (an upsert or a unique key, ordered by the bot's
+    reported_at) sets `idempotent=True`: a receipting bot's resend of it needs no ReceivedMessage key.
     """
 
     check: Callable[[MessageContext, int, Any], Write] = field(kw_only=True)
     fold: Callable[[Plan, Any], None] = field(kw_only=True)
     needs_client_pk: bool = field(default=True, kw_only=True)
+    idempotent: bool = field(default=False, kw_only=True)
 
 
 def nothing_to_store(plan: Plan) -> list[Refusal]:

@@ -2,15 +2,18 @@
 
 A bot that registered with wants_receipts keeps every message until a MessageReceipt names it, and
 resends the unreceipted ones after a reconnect, to whichever replica it reaches. The service stores
-each (client_id, message_id) of such a bot at most once: the writer records the batch's keys in
-ReceivedMessage inside the batch's transaction (INSERT .. ON CONFLICT DO NOTHING RETURNING), and
-only the writes whose key was new there are folded and stored. Every receipted write, new or a
-resend, is named in a receipt once that transaction has committed.
+each (client_id, message_id) of such a bot at most once:
+- a kind whose repeat stores nothing new (idempotent: wallet upserts, transactions by their id,
+  heartbeats), sent with the bot's timestamp, is simply stored again: a no-op, ordered by that time;
+- any other write (a log line, a status history row, a refusal) is keyed: the writer records its key
+  in ReceivedMessage inside the batch's transaction (INSERT .. ON CONFLICT DO NOTHING RETURNING), and
+  only the writes whose key was new there are folded and stored.
+Every receipted write, new or a resend, is named in a receipt once that transaction has committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,17 +35,18 @@ def receipted(write: Write) -> bool:
     return write.ctx.receipt and bool(write.ctx.message_id)
 
 
-def keys_of(writes: Iterable[Write]) -> list[Key]:
-    """The batch's receipted keys, each once, in message order."""
-    return list(dict.fromkeys((w.ctx.client_id, w.ctx.message_id) for w in writes if receipted(w)))
+def keys_of(writes: Iterable[Write], keyed: Callable[[Write], bool] = lambda w: True) -> list[Key]:
+    """The batch's receipted keys (of the `keyed` writes), each once, in message order."""
+    return list(dict.fromkeys((w.ctx.client_id, w.ctx.message_id) for w in writes if receipted(w) and keyed(w)))
 
 
-def keep_new(writes: Sequence[Write], new: Collection[Key]) -> list[Write]:
-    """What to store: every unreceipted write, and the first write of each key that was new."""
+def keep_new(writes: Sequence[Write], new: Collection[Key], keyed: Callable[[Write], bool] = lambda w: True
+             ) -> list[Write]:
+    """What to store: every write that is not keyed, and the first write of each key that was new."""
     kept: list[Write] = []
     taken: set[Key] = set()
     for w in writes:
-        if not receipted(w):
+        if not (receipted(w) and keyed(w)):
             kept.append(w)
             continue
         key = (w.ctx.client_id, w.ctx.message_id)

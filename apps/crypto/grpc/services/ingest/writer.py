@@ -69,6 +69,7 @@ class BatchWriter:
     def __init__(self, parts: Sequence[Part]) -> None:
         self.parts = tuple(parts)
         self.kinds: Mapping[str, PayloadKind] = {p.name: p for p in parts if isinstance(p, PayloadKind)}
+        self.idempotent = frozenset(p.name for p in self.kinds.values() if p.idempotent)
 
     def __call__(self, writes: Sequence[Write]) -> FlushReport:
         """Store `writes` (in message order); raises only StorageUnavailable, with nothing stored."""
@@ -94,19 +95,28 @@ class BatchWriter:
                 self.kinds[write.kind].fold(plan, write)
         return plan
 
+    def keyed(self, write: Write) -> bool:
+        """Whether a receipted write needs its ReceivedMessage key to be stored once (receipts.py). An
+        idempotent kind's resend is a no-op only when its bot's own timestamp orders it: without one, a
+        late resend would count as the latest report."""
+        return isinstance(write, Refusal) or write.kind not in self.idempotent or write.ctx.sent_at is None
+
     def _store(self, writes: Sequence[Write], report: FlushReport) -> list[Refusal]:
         """One transaction; a receipting bot's resends are skipped in it. Receipts go into `report` once
         the transaction has committed."""
-        keys = receipts.keys_of(writes)
+        receipted = receipts.keys_of(writes)
+        keys = receipts.keys_of(writes, self.keyed) if receipted else []
         found: list[Refusal] = []
         with transaction.atomic():
             if keys:
-                writes = receipts.keep_new(writes, record_received(keys, timezone.now()))
+                writes = receipts.keep_new(writes, record_received(keys, timezone.now()), self.keyed)
             plan = self.fold(writes)
             for part in self.parts:
                 found += part.store(plan)
+            if receipted and found:  # a resent idempotent write refused again (its facts disagree): once
+                found = receipts.keep_new(found, record_received(receipts.keys_of(found), timezone.now()))
             store_refusals([*plan.refusals, *found])
-        for client_id, message_ids in receipts.by_client(keys).items():
+        for client_id, message_ids in receipts.by_client(receipted).items():
             report.receipts.setdefault(client_id, []).extend(message_ids)
         return found
 
