@@ -25,7 +25,7 @@ from ..report import check, table, targets_table
 from ..stats import percentile
 
 STALL_SECONDS = 30.0
-ROUNDS = 3  # off / receipts pairs
+ROUNDS = 4  # off / receipts pairs
 
 
 async def wait_rows(url: str, prefix: str, expected: int, table_name: str = "crypto_transaction"
