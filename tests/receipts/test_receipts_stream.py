@@ -89,3 +89,23 @@ async def test_a_bot_that_did_not_ask_gets_no_receipts_and_no_dedupe():
 
 async def _count(cid: str, n: int) -> bool:
     return await Transaction.objects.filter(client__client_id=cid).acount() == n
+
+
+async def test_a_timestamp_out_of_range_is_refused_with_its_reason_and_the_stream_goes_on():
+    async with running_server() as server:
+        bot = await connected_bot(server)
+        cid = bot.client_id
+        bad = report(cid, 1)
+        bad.timestamp.seconds = 10**13  # year 318,857: no datetime holds it
+        bot.send(bad)
+        zero = report(cid, 2)
+        zero.timestamp.seconds, zero.timestamp.nanos = 0, 0  # all-zero counts as unset
+        bot.send(zero)
+        await eventually(lambda: _count(cid, 1), message="the zero-timestamp report stored")
+        rejected = await RejectedMessage.objects.aget(client_id=cid)
+        assert rejected.reason.startswith("timestamp: timestamp out of range: seconds=10000000000000")
+        async with server.channel() as channel:  # the stream is still served
+            ack = await stub(channel).ExecuteCommandSync(ping_request(cid), metadata=server.operator_metadata(),
+                                                         timeout=5)
+        assert ack.success
+        await bot.__aexit__()

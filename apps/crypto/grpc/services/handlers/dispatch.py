@@ -23,6 +23,7 @@ from apps.crypto.limits import REASON_MAX
 from ..inbound import MessageContext, Refusal, Rejected
 from ..ingest.plan import PayloadKind, Write
 from ..ingest.receipts import Forwarded
+from ..proto.converters import CryptoProtobufConverter as convert
 from .clients import KNOWN_CLIENTS, client_pk, forget_client
 from .table import KINDS
 
@@ -51,6 +52,8 @@ class Dispatcher:
         try:
             if ctx.receipt and not ctx.message_id:
                 raise Rejected(MISSING_MESSAGE_ID)
+            if ctx.sent_at is None and (message.timestamp.seconds or message.timestamp.nanos):
+                convert.to_datetime(message.timestamp, "timestamp")  # set but out of range: refused
             payload_kind = _kind_of(kind)
             pk = (KNOWN_CLIENTS.get(ctx.client_id) or await client_pk(ctx.client_id)
                   if payload_kind.needs_client_pk else 0)

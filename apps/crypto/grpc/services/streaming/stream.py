@@ -208,7 +208,12 @@ class ConnectFlow:
         self.port.publisher.publish_client_message(session.client_id, message)
 
     def _context(self, session: StreamSession, message: pb2.ClientMessage) -> MessageContext:
-        sent_at = message.timestamp.ToDatetime(UTC) if message.HasField("timestamp") else None
+        ts, sent_at = message.timestamp, None
+        if ts.seconds or ts.nanos:  # unset or all-zero: the receive time orders the report
+            try:
+                sent_at = ts.ToDatetime(UTC)
+            except (ValueError, OverflowError):
+                pass  # out of range: the dispatcher refuses the message with the reason
         return MessageContext(session.client_id, message.message_id, self.port.replica_id, datetime.now(UTC),
                               self.port.config.max_text_chars, sent_at, session.wants_receipts)
 
