@@ -60,6 +60,7 @@ def replicas(request, redis_server) -> Iterator[tuple[str, list[ReplicaProcess]]
             started = _start(url, redis_server.url)
             yield url, started
             stop_replicas(started)
+            _forget(url)
 
 
 def _using(url: str):
@@ -77,6 +78,19 @@ def _using(url: str):
         "NAME": parts.path.lstrip("/"), "USER": parts.username or "", "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "", "PORT": str(parts.port or "")}
     return alias
+
+
+def _forget(url: str) -> None:
+    """Drop the alias _using() added: a dropped database must not stay among the ORM's connections
+    (the next test's request would try to reach it)."""
+    from django.db import connections
+
+    alias = f"ordering-{url.rsplit('/', 1)[1]}"
+    if alias in connections.settings:
+        connections[alias].close()
+        del connections.settings[alias]
+        if hasattr(connections._connections, alias):
+            delattr(connections._connections, alias)
 
 
 def _count(target_metrics: str, kind: str) -> float:
