@@ -8,6 +8,11 @@ The caller's side (accepted, delivery, outcome) is merged in memory by the Comma
 in batches off the hot path; the journal is bounded, past it a record is dropped and counted (metric
 crypto_journal_dropped_total). Acks no caller waited for arrive with the bot's other messages and are
 stored with their ingest batch (store_acks), in the same transaction.
+
+Timestamps are the events' own: accepted_at, delivered_at (when the accepting replica knew the command
+reached the stream) and finished_at of an outcome the caller saw are taken by the accepting replica as
+each happens; an ack stored with the bot's messages is timed by the replica that received it (its
+clock). created_at is only when the record was first written.
 """
 
 from __future__ import annotations
@@ -132,10 +137,11 @@ class CommandJournal:
 
     def accepted(self, client_id: str, command: pb2.DjangoCommand, sent_by: str, replica: str, wait: bool) -> None:
         """The command itself is kept (it is not changed after acceptance) and turned into the payload JSON
-        when its batch is written, off the command's path."""
+        when its batch is written, off the command's path. accepted_at is taken now, at acceptance: the
+        row's created_at is only when its batch was written, often after the command was delivered."""
         self._put(command.command_id, {
             "client_id": client_id, "kind": command.WhichOneof("command") or "", "payload": command,
-            "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait})
+            "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait, "accepted_at": datetime.now(UTC)})
 
     def delivery(self, command_id: str, delivery: Delivery) -> None:
         """Where the command went and when it reached the stream (or why it never did)."""
