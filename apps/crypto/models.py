@@ -160,7 +160,9 @@ class CommandRecord(models.Model):
     ack_success = models.BooleanField(null=True)
     ack_message = models.TextField(blank=True)
     ack_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True)  # when the journal first wrote the record, not an event
+    accepted_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="when the accepting replica took the command (its clock)")
     delivered_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

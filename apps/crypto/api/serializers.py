@@ -64,7 +64,8 @@ class CommandRecordSerializer(serializers.ModelSerializer):
     class Meta:
         model = CommandRecord
         fields = ("command_id", "kind", "payload", "sent_by", "wait_for_ack", "accepted_by", "routed_to", "outcome",
-                  "ack_success", "ack_message", "ack_error", "created_at", "delivered_at", "finished_at")
+                  "ack_success", "ack_message", "ack_error", "created_at", "accepted_at", "delivered_at",
+                  "finished_at")
 
 
 class ClientDetailSerializer(ClientSerializer):

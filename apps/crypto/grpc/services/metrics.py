@@ -21,6 +21,8 @@ ACK_LATENCY = Histogram("crypto_ack_latency_seconds", "ExecuteCommandSync time t
 BUS_ROUTED = Counter("crypto_bus_commands_routed_total", "Commands published to another replica's channel")
 BUS_NO_SUBSCRIBER = Counter("crypto_bus_publish_no_subscriber_total", "Publishes that reached no replica (owner gone)")
 GRACE_HELD = Gauge("crypto_grace_held_commands", "Commands this replica's callers have waiting in the grace buffer")
+KEEPALIVE_PINGS = Counter("crypto_keepalive_pings_total",
+                          "Keepalive pings the replica sent to its streams (their acks are not stored as commands)")
 JOURNAL_DROPPED = Counter("crypto_journal_dropped_total", "Command records dropped: the write buffer was full")
 REDIS_RECONNECTS = Counter("crypto_redis_reconnects_total", "Times the bus listener re-subscribed after a Redis error")
 

@@ -8,6 +8,15 @@ The caller's side (accepted, delivery, outcome) is merged in memory by the Comma
 in batches off the hot path; the journal is bounded, past it a record is dropped and counted (metric
 crypto_journal_dropped_total). Acks no caller waited for arrive with the bot's other messages and are
 stored with their ingest batch (store_acks), in the same transaction.
+
+Timestamps are the events' own: accepted_at, delivered_at (when the accepting replica knew the command
+reached the stream) and finished_at of an outcome the caller saw are taken by the accepting replica as
+each happens; an ack stored with the bot's messages is timed by the replica that received it (its
+clock). created_at is only when the record was first written.
+
+The stream supervisor's keepalive pings are no operator's commands: an ack of one (its id has the
+supervisor's KEEPALIVE_PREFIX and no record claims it) is not stored; the pings are counted instead
+(crypto_keepalive_pings_total).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from ..generated import crypto_streaming_pb2 as pb2
 from . import metrics
 from .bulk import insert_many
 from .bus.outcomes import Delivery
+from .streaming.supervisor import is_keepalive
 from .tasks import Spawn, spawn_task
 
 logger = logging.getLogger(__name__)
@@ -70,12 +80,13 @@ def stored_records(command_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 def store_acks(rows: Sequence[AckRow], stored: dict[str, tuple[str, str]]) -> None:
     """Upserted by command_id; an ack for an unknown command still leaves a record (kind ''), since the
-    bot says it ran something; one for a command whose caller gave up is late (sync ORM)."""
+    bot says it ran something, unless it answers the replica's own keepalive ping (no operator sent that);
+    one for a command whose caller gave up is late (sync ORM)."""
     records = [CommandRecord(
         command_id=r.command_id, client_id=r.client_id, ack_success=r.success, ack_message=r.message,
         ack_error=r.error, finished_at=r.finished_at,
         outcome=CommandOutcome.LATE if stored.get(r.command_id, ("", ""))[1] in GIVEN_UP else ack_outcome(r.success))
-        for r in rows]
+        for r in rows if r.command_id in stored or not is_keepalive(r.command_id)]
     if records:
         CommandRecord.objects.bulk_create(records, update_conflicts=True, unique_fields=["command_id"],
                                           update_fields=ACK_FIELDS)
@@ -132,10 +143,11 @@ class CommandJournal:
 
     def accepted(self, client_id: str, command: pb2.DjangoCommand, sent_by: str, replica: str, wait: bool) -> None:
         """The command itself is kept (it is not changed after acceptance) and turned into the payload JSON
-        when its batch is written, off the command's path."""
+        when its batch is written, off the command's path. accepted_at is taken now, at acceptance: the
+        row's created_at is only when its batch was written, often after the command was delivered."""
         self._put(command.command_id, {
             "client_id": client_id, "kind": command.WhichOneof("command") or "", "payload": command,
-            "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait})
+            "sent_by": sent_by, "accepted_by": replica, "wait_for_ack": wait, "accepted_at": datetime.now(UTC)})
 
     def delivery(self, command_id: str, delivery: Delivery) -> None:
         """Where the command went and when it reached the stream (or why it never did)."""

@@ -3,6 +3,13 @@
 Who sent it, which replica took the RPC, which replica owned the bot's stream, when it reached the
 stream, and how it ended (the bot's ack, a timeout, or why it failed). Records are written by a
 background journal, so a command sent a moment ago may still show an earlier stage.
+
+Every time shown is the event's own: accepted_at when the accepting replica took the command,
+delivered_at when it knew the command reached the bot's stream, finished_at when the outcome was known
+(by the accepting replica, or, for an ack no caller waited for, by the replica that held the stream),
+recorded_at when the journal first wrote the record. Durations come from these times only; one that
+would be negative (two replicas' clocks disagree, or a clock was set back) is reported as such, never
+printed as a negative number.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ STORY: tuple[tuple[str, Callable[[CommandRecord], object]], ...] = (
     ("sent_by", lambda r: r.sent_by),
     ("wait_for_ack", lambda r: r.wait_for_ack),
     ("accepted_by", lambda r: r.accepted_by),
-    ("accepted_at", lambda r: r.created_at),
+    ("accepted_at", lambda r: r.accepted_at),
     ("routed_to", lambda r: r.routed_to),
     ("delivered_at", lambda r: r.delivered_at),
     ("outcome", lambda r: r.outcome),
@@ -43,6 +50,7 @@ STORY: tuple[tuple[str, Callable[[CommandRecord], object]], ...] = (
     ("ack_message", lambda r: r.ack_message),
     ("ack_error", lambda r: r.ack_error),
     ("finished_at", lambda r: r.finished_at),
+    ("recorded_at", lambda r: r.created_at),
     ("took", lambda r: took(r)),
     ("summary", lambda r: summary(r)),
 )
@@ -54,10 +62,19 @@ def summary(record: CommandRecord) -> str:
 
 
 def took(record: CommandRecord) -> str:
-    """Seconds from acceptance to the end, or '-' while it has not ended."""
-    if record.finished_at is None or record.created_at is None:
+    """Seconds from acceptance to the end; '-' while it has not ended or when its acceptance time is not
+    known (a record older than accepted_at, or an ack of a command no replica accepted). Never negative:
+    an end stamped before the acceptance says which clocks disagree and by how much."""
+    if record.finished_at is None or record.accepted_at is None:
         return "-"
-    return f"{(record.finished_at - record.created_at).total_seconds():.3f}s"
+    seconds = (record.finished_at - record.accepted_at).total_seconds()
+    if seconds >= 0:
+        return f"{seconds:.3f}s"
+    if record.routed_to and record.routed_to != record.accepted_by:
+        clocks = f"the clocks of {record.accepted_by or 'the accepting replica'} and {record.routed_to} disagree"
+    else:
+        clocks = f"the clock of {record.accepted_by or 'the accepting replica'} was set back"
+    return f"unknown: finished_at is {-seconds:.3f}s before accepted_at; {clocks}"
 
 
 def _text(value: object) -> str:

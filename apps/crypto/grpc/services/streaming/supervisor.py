@@ -9,16 +9,25 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from ...generated import crypto_streaming_pb2 as pb2
+from .. import metrics
 from ..config import CryptoStreamingConfig
 from ..tasks import TaskOwner
 from .reasons import heartbeat_timeout
 from .session import StreamSession
 
 logger = logging.getLogger(__name__)
+# command_id prefix of the replica's own keepalive pings: their acks are no operator's commands and are
+# not stored as CommandRecords (records.store_acks); the pings are counted in crypto_keepalive_pings_total
+KEEPALIVE_PREFIX = "keepalive-"
+
+
+def is_keepalive(command_id: str) -> bool:
+    return command_id.startswith(KEEPALIVE_PREFIX)
 
 
 def ping_command(sequence: int) -> pb2.DjangoCommand:
-    command = pb2.DjangoCommand(command_id=uuid.uuid4().hex, ping=pb2.PingCommand(sequence=sequence))
+    command = pb2.DjangoCommand(command_id=KEEPALIVE_PREFIX + uuid.uuid4().hex,
+                                ping=pb2.PingCommand(sequence=sequence))
     command.timestamp.GetCurrentTime()
     return command
 
@@ -58,5 +67,6 @@ class StreamSupervisor:
     def _ping(self, session: StreamSession, now: float) -> None:
         if session.next_ping:
             self._sequence += 1
-            session.offer(ping_command(self._sequence))
+            if session.offer(ping_command(self._sequence)):
+                metrics.KEEPALIVE_PINGS.inc()
         session.next_ping = now + self.config.ping_interval
