@@ -30,6 +30,13 @@ def test_table_covers_every_command_of_the_contract() -> None:
     assert sorted(COMMAND_BUILDERS) == commands == sorted(KINDS)
 
 
+def test_an_operator_cannot_use_the_keepalive_command_id_prefix() -> None:
+    from apps.crypto.grpc.services.proto.validation import InvalidRequest, validate_command
+
+    with pytest.raises(InvalidRequest, match="prefix 'keepalive-' is the server's own"):
+        validate_command(pb2.DjangoCommand(command_id="keepalive-1", pause=pb2.PauseClientCommand()))
+
+
 def test_an_operator_cannot_send_a_receipt() -> None:
     from apps.crypto.grpc.services.proto.validation import InvalidRequest, validate_command
 

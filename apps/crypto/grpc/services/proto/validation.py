@@ -40,6 +40,9 @@ MAX_COMMAND_BYTES: Final = 256 * 1024
 MIN_TIMESTAMP_SECONDS: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
 MAX_TIMESTAMP_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 COMMAND_KINDS: Final = ("ping", "pause", "resume", "sync_wallets", "request_status")
+# command_id prefix of the replica's own keepalive pings (streaming/supervisor.py): an operator may not use
+# it, or the ack of its command could be taken for a keepalive's and left unstored
+KEEPALIVE_PREFIX: Final = "keepalive-"
 
 
 class InvalidRequest(ValueError):
@@ -74,6 +77,8 @@ def validate_command(command: pb2.DjangoCommand, *, max_text_chars: int = MAX_TE
     CryptoStreamingConfig.max_text_chars.
     """
     _check_text(command.command_id, "command_id", MAX_COMMAND_ID)
+    if command.command_id.startswith(KEEPALIVE_PREFIX):
+        raise InvalidRequest(f"command_id: the prefix {KEEPALIVE_PREFIX!r} is the server's own (keepalive pings)")
     if command.HasField("timestamp"):
         _check_timestamp(command.timestamp, "command.timestamp")
     kind = command.WhichOneof("command")

@@ -12,13 +12,13 @@ from ...generated import crypto_streaming_pb2 as pb2
 from .. import metrics
 from ..config import CryptoStreamingConfig
 from ..tasks import TaskOwner
+from ..proto.validation import KEEPALIVE_PREFIX
 from .reasons import heartbeat_timeout
 from .session import StreamSession
 
 logger = logging.getLogger(__name__)
-# command_id prefix of the replica's own keepalive pings: their acks are no operator's commands and are
-# not stored as CommandRecords (records.store_acks); the pings are counted in crypto_keepalive_pings_total
-KEEPALIVE_PREFIX = "keepalive-"
+# Keepalive pings carry KEEPALIVE_PREFIX (operators may not use it): their acks are no operator's commands
+# and are not stored as CommandRecords (records.store_acks); they are counted in crypto_keepalive_pings_total.
 
 
 def is_keepalive(command_id: str) -> bool:
