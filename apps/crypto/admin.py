@@ -50,14 +50,18 @@ def preview(text: str) -> str:
     return Truncator(text).chars(PREVIEW_CHARS)
 
 
-class ReadOnlyAdmin(ModelAdmin):
-    """Audit data: view and search only."""
+class ReportedAdmin(ModelAdmin):
+    """What a bot reported: view, search and delete only; nobody adds or edits it here."""
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReportedAdmin):
+    """Audit data: view and search only."""
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
@@ -217,8 +221,12 @@ def render_live(view: LiveView, client_id: str) -> SafeString:
 
 
 def row_view(obj: Client) -> LiveView:
-    """From the page's cluster view on the changelist; a fresh read on a single client's page."""
-    return getattr(obj, LIVE_VIEW_ATTR, None) or fetch_live_view(client_ids=[obj.client_id])
+    """From the page's cluster view on the changelist; one fresh read (for all its fields) on a client's page."""
+    view = getattr(obj, LIVE_VIEW_ATTR, None)
+    if view is None:
+        view = fetch_live_view(client_ids=[obj.client_id])
+        setattr(obj, LIVE_VIEW_ATTR, view)
+    return view
 
 
 @admin.register(Client)
@@ -310,8 +318,9 @@ class ClientApiKeyAdmin(ModelAdmin):
         self.message_user(request, f"{count} key(s) revoked")
 
 
-class ClientOwnedAdmin(ReadOnlyAdmin):
-    """Rows a bot reported, hanging off its Client: viewable and searchable by client_id, never edited."""
+class ClientOwnedAdmin(ReportedAdmin):
+    """Rows a bot reported, hanging off its Client, searchable by client_id. Deletable: deleting a retired
+    client deletes them (Django refuses that when their own deletion is not permitted)."""
 
     list_select_related = ("client",)
     date_hierarchy: str | None = "created_at"

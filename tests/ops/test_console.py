@@ -268,3 +268,27 @@ def test_log_entries_are_called_log_entries() -> None:
     if index.status_code == 200:  # the app index is django-cfg's; it may not render yet (#15, config/)
         assert "entrys" not in index.content.decode().lower()
     assert all(model._meta.verbose_name_plural != "log entrys" for model in django_admin.site._registry)
+
+
+def test_a_retired_client_can_still_be_deleted_with_what_it_reported(reported: dict[type[Model], Model]) -> None:
+    client = reported[Client]
+    browser = admin_browser()
+    confirm = browser.get(admin_url(Client, "delete", client.pk))
+    assert confirm.status_code == 200 and "permission" not in confirm.content.decode().lower()
+    assert browser.post(admin_url(Client, "delete", client.pk), {"post": "yes"}).status_code == 302
+    assert not Client.objects.filter(pk=client.pk).exists()
+    assert not LogEntry.objects.filter(pk=reported[LogEntry].pk).exists()
+
+
+def test_a_client_page_reads_the_cluster_view_once(monkeypatch, reported: dict[type[Model], Model]) -> None:
+    asked: list[object] = []
+
+    async def fake_view(timeout: float = 0, client_ids=None, max_streams=None):
+        asked.append(client_ids)
+        return [], []
+
+    monkeypatch.setattr(live, "fetch_cluster_view", fake_view)
+    monkeypatch.setattr(live, "redis_configured", lambda: True)
+    client = reported[Client]
+    assert admin_browser().get(admin_url(Client, "change", client.pk)).status_code == 200
+    assert asked == [[client.client_id]]  # type: ignore[attr-defined]
