@@ -110,6 +110,9 @@ class LogEntry(models.Model):
     extra_data = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "log entries"  # not Django's "log entrys"
+
 
 class ReceivedMessage(models.Model):
     """A message of a bot that asked for receipts, stored (or rejected) once: the key that makes a resend

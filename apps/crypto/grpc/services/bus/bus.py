@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,7 @@ CONFIRM_AFTER = 0.1  # an awaited command not acked by then gets a separate deli
 TAKEN_CONFIRM = 0.2  # a held command a new stream took: its confirmation gets this long (within the RPC margin)
 EXPIRED_KEPT = 10_000  # commands whose caller gave up waiting, remembered so a late ack is recorded as late
 DELIVERED_KEPT = 10_000  # command_ids delivered from the bus lately, so a repeated publish is not delivered twice
+RATE_SPAN = 60  # seconds over which a listing reports this replica's commands per second
 
 
 @dataclass
@@ -66,6 +67,7 @@ class CommandBus:
         # A publish whose reply was lost (a Redis failover) is retried by the client library and so
         # arrives twice; the owner delivers each command_id once.
         self._delivered = RecentIds(DELIVERED_KEPT)
+        self.command_rate = RateWindow(RATE_SPAN)  # operator commands put into this replica's streams
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,
                           Kind.UNDELIVERABLE: self._on_delivery, Kind.ACK: self._on_ack_envelope,
@@ -265,6 +267,7 @@ class CommandBus:
     def _offer(self, session: StreamSession, command: pb2.DjangoCommand, reply_to: str) -> bool:
         if not session.offer(command):
             return False
+        self.command_rate.add()
         if reply_to:
             session.inflight[command.command_id] = reply_to
         return True
@@ -345,7 +348,8 @@ class CommandBus:
         return None
 
     def _on_list(self, envelope: m.Envelope) -> FollowUp:
-        """A cluster view asks: push our clients (those it names, when it names some) to its listing."""
+        """A cluster view asks: push our clients (those it names, when it names some) to its listing, with
+        this replica's stream count and command rate (the operators' per-replica summary)."""
         chosen = list(self.sessions.values())
         if envelope.body:
             try:
@@ -354,7 +358,10 @@ class CommandBus:
                 wanted = []
             wanted = wanted if isinstance(wanted, list) else []
             chosen = [s for c in wanted if isinstance(c, str) and (s := self.sessions.get(c)) is not None]
-        payload = json.dumps({"replica": self.me, "clients": [self._presence(s) for s in chosen if not s.closed]})
+        payload = json.dumps({"replica": self.me, "clients": [self._presence(s) for s in chosen if not s.closed],
+                              "streams": sum(not s.closed for s in self.sessions.values()),
+                              "commands_total": self.command_rate.total,
+                              "commands_per_s": round(self.command_rate.rate(), 3)})
         return self.link.post_listing(envelope.command_id, payload)
 
     def _resolve_ack(self, ack: common_pb2.CommandAck, sender: str) -> None:
@@ -426,6 +433,35 @@ class RecentIds:
 
     def __contains__(self, id_: object) -> bool:
         return id_ in self._ids
+
+
+class RateWindow:
+    """Events per second over the last `span` seconds, counted in whole-second buckets: O(1) per event,
+    at most span + 1 buckets. `total` counts every event since start."""
+
+    def __init__(self, span: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.span, self.clock, self.total = span, clock, 0
+        self._started = clock()
+        self._buckets: deque[list[int]] = deque()  # [second, events in it], oldest first
+
+    def add(self, events: int = 1) -> None:
+        self.total += events
+        second = int(self.clock())
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += events
+            return
+        self._buckets.append([second, events])
+        self._trim(second)
+
+    def _trim(self, second: int) -> None:
+        while self._buckets and self._buckets[0][0] <= second - self.span:
+            self._buckets.popleft()
+
+    def rate(self) -> float:
+        """Events per second in the last span (or since start, when that is shorter)."""
+        now = self.clock()
+        self._trim(int(now))
+        return sum(events for _, events in self._buckets) / min(float(self.span), max(now - self._started, 1.0))
 
 
 class DuplicateCommand(ValueError):

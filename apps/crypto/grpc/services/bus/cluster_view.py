@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,22 +42,64 @@ def _ts(raw: str | float) -> datetime:
     return datetime.fromtimestamp(float(raw), UTC)
 
 
-async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT, client_ids: Collection[str] | None = None,
-                             ) -> tuple[list[ClientPresence], list[dict[str, Any]]]:
-    """Every connected client (of `client_ids` only, when given) with its replica, and every live replica."""
+class FleetTooLarge(Exception):
+    """A full listing was asked of a fleet holding more streams than the caller allows; nobody was asked."""
+
+    def __init__(self, streams: int, limit: int) -> None:
+        super().__init__(f"{streams} streams, above the limit of {limit} for a full listing")
+        self.streams, self.limit = streams, limit
+
+
+@asynccontextmanager
+async def _view_link() -> AsyncIterator[RedisLink]:
+    """A short-lived link of a reader (never a replica): its own connection, closed on exit."""
     config = load_config()
     bus_redis = connect_bus_redis(ENV.redis_url, config.redis_socket_timeout, ENV.redis_password,
                                   ENV.redis_sentinel_password)
     link = RedisLink(bus_redis.client, Keys(config.redis_key_prefix), f"view-{new_request_id()[:8]}",
                      config.ownership_ttl, grace=0, sharded=bus_redis.sharded)
     try:
-        replicas = await live_leases(link, LEASE_BEATS * config.replica_beat_interval)
-        answers = await ask_replicas(link, [r["replica"] for r in replicas], timeout, client_ids)
+        yield link
     finally:
         await bus_redis.aclose()
+
+
+def _lease_age_limit() -> float:
+    return LEASE_BEATS * load_config().replica_beat_interval
+
+
+async def fetch_cluster_view(timeout: float = ANSWER_TIMEOUT, client_ids: Collection[str] | None = None,
+                             max_streams: int | None = None,
+                             ) -> tuple[list[ClientPresence], list[dict[str, Any]]]:
+    """Every connected client (of `client_ids` only, when given) with its replica, and every live replica.
+
+    Each replica is its lease ("replica", "clients" at its last beat, "at": that beat's time) plus what its
+    answer says now: "answered", and when it did, "streams", "commands_total" and "commands_per_s" (commands
+    put into its streams, averaged over the last minute). A full listing (no `client_ids`) of more than
+    `max_streams` streams, counted from the leases, raises FleetTooLarge before any replica is asked."""
+    async with _view_link() as link:
+        replicas = await live_leases(link, _lease_age_limit())
+        if client_ids is None and max_streams is not None:
+            streams = sum(int(lease.get("clients", 0)) for lease in replicas)
+            if streams > max_streams:
+                raise FleetTooLarge(streams, max_streams)
+        answers = await ask_replicas(link, [r["replica"] for r in replicas], timeout, client_ids)
     rows = [ClientPresence(c["client_id"], c["replica"], _ts(c["connected_at"]), _ts(c["last_heartbeat"]))
             for answer in answers for c in answer.get("clients", [])]
+    by_replica = {answer.get("replica"): answer for answer in answers}
+    for lease in replicas:
+        answer = by_replica.get(lease["replica"])
+        lease["answered"] = answer is not None
+        for key in ("streams", "commands_total", "commands_per_s"):
+            if answer is not None and key in answer:
+                lease[key] = answer[key]
     return sorted(rows, key=lambda r: r.client_id), replicas
+
+
+async def fetch_replicas() -> list[dict[str, Any]]:
+    """The live replicas' leases only (one Redis read, no replica is asked)."""
+    async with _view_link() as link:
+        return await live_leases(link, _lease_age_limit())
 
 
 async def live_leases(link: RedisLink, max_age: float) -> list[dict[str, Any]]:
