@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('crypto', '0003_receipts_and_report_order'),
+        ('crypto', '0004_command_accepted_at'),
     ]
 
     operations = [
