@@ -28,6 +28,8 @@ ERROR_TEXTS = ("Traceback (most recent call last)", "NoReverseMatch", "TemplateD
                "TemplateSyntaxError", "OperationalError", "ProgrammingError", "FieldError")
 # The last line of a logged traceback: "  django.urls.exceptions.NoReverseMatch: Reverse for ..."
 EXCEPTION_LINE = re.compile(r"^\s*((?:[a-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception)): (.+)$")
+# A record at level ERROR in the text log format: "2026-12-06 21:43:10,019 ERROR logger replica=..."
+ERROR_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ (ERROR|CRITICAL) ")
 ALL_LINKS = "return [...document.querySelectorAll('a[href]')].map(a => [a.href, a.textContent])"
 # (HTTP status of the document as the browser got it, title, the text of the page's main part:
 # unfold's #main holds the header with the breadcrumbs and the content, not the sidebar)
@@ -90,12 +92,18 @@ class Console:
         except FileNotFoundError:
             return 0
 
-    def _logged_error(self, mark: int) -> str:
-        """The last exception the web tier logged since `mark`, as `Name: message`."""
+    def logged_since(self, mark: int) -> str:
         with open(self.web.log_path, "rb") as log:
             log.seek(mark)
-            fresh = log.read().decode(errors="replace")
-        found = [m for line in fresh.splitlines() if (m := EXCEPTION_LINE.match(line))]
+            return log.read().decode(errors="replace")
+
+    def error_lines(self, mark: int) -> list[str]:
+        """The ERROR records the web tier logged since `mark` (text log format), first line of each."""
+        return [line for line in self.logged_since(mark).splitlines() if ERROR_RECORD.match(line)]
+
+    def _logged_error(self, mark: int) -> str:
+        """The last exception the web tier logged since `mark`, as `Name: message`."""
+        found = [m for line in self.logged_since(mark).splitlines() if (m := EXCEPTION_LINE.match(line))]
         if not found:
             return ""
         name, message = found[-1].groups()
@@ -109,8 +117,8 @@ class Console:
 
     # ------------------------------------------------------------------ login
 
-    def log_in(self, login_path: str, username: str, password: str) -> tuple[Page, Page]:
-        """Fill and submit the login form; (the login page, the page it led to)."""
+    def log_in(self, login_path: str, username: str, password: str) -> tuple[Page, Page, list[str]]:
+        """Fill and submit the login form: (the login page, the page it led to, ERROR lines logged meanwhile)."""
         form_page = self.open(login_path, "login")
         assert not form_page.problem, f"login page: {form_page.problem}"
         driver = self.driver
@@ -123,7 +131,8 @@ class Console:
             self.wait_for_new_page(form)
         except TimeoutException:
             pass  # judged as it is
-        return form_page, self.judge("after-login", mark)
+        landing = self.judge("after-login", mark)
+        return form_page, landing, self.error_lines(mark)
 
     def log_out(self) -> None:
         self.driver.delete_all_cookies()

@@ -40,8 +40,8 @@ def console(stack: Stack, driver, screenshots) -> Console:
 
 
 @pytest.fixture(scope="module")
-def logged_in(console: Console, stack: Stack) -> tuple[Page, Page]:
-    """The operator's session, signed in through the login form: (login page, landing page)."""
+def logged_in(console: Console, stack: Stack) -> tuple[Page, Page, list[str]]:
+    """The operator's session, signed in through the login form: (login page, landing page, ERROR log lines)."""
     return console.log_in(LOGIN, stack.username, stack.password)
 
 
@@ -64,8 +64,8 @@ def shows_name(page: Page, names: set[str]) -> bool:
     return any(name and name in shown for name in names)
 
 
-def test_login_form_signs_the_operator_in(logged_in: tuple[Page, Page], stack: Stack):
-    form_page, landing = logged_in
+def test_login_form_signs_the_operator_in(logged_in: tuple[Page, Page, list[str]], stack: Stack):
+    form_page, landing, _ = logged_in
     assert form_page.status == 200 and "log in" in form_page.title.lower(), form_page
     assert not landing.problem, landing.problem
     assert landing.path == LIVE_LIST, f"landed on {landing.path}: {landing.title}"
@@ -164,7 +164,12 @@ def test_admin_home_opens_and_links_every_crypto_model(console: Console, logged_
     assert CRYPTO_MODELS <= found, f"the admin home does not link {CRYPTO_MODELS - found}"
 
 
+def test_login_logs_no_error(logged_in: tuple[Page, Page, list[str]]):
+    _, _, errors = logged_in
+    assert not errors, "the web tier logged errors on a normal login:\n" + "\n".join(errors)
+
+
 def test_login_without_next_lands_on_the_admin(console: Console, stack: Stack):
     console.log_out()
-    _, landing = console.log_in("/admin/login/", stack.username, stack.password)
+    _, landing, _ = console.log_in("/admin/login/", stack.username, stack.password)
     assert landing.path == HOME and not landing.problem, f"landed on {landing.path}: {landing.problem}"
