@@ -61,9 +61,10 @@ def find_chromium() -> tuple[str, str] | str:
 
 
 def web_env(base: dict[str, str], grpc_target: str, operator_token: str) -> dict[str, str]:
-    """The web tier's environment: the replica's database and Redis, commands to `grpc_target`."""
+    """The web tier's environment: the replica's database and Redis, commands to `grpc_target`, text logs
+    (the browser tests read exceptions and ERROR records from them)."""
     return {**base, "DJANGO_SETTINGS_MODULE": WEB_SETTINGS, "CRYPTO_GRPC_TARGET": grpc_target,
-            "CRYPTO_OPERATOR_TOKENS": operator_token, "DJANGO_ALLOW_DEV_SECRET_KEY": "on"}
+            "CRYPTO_OPERATOR_TOKENS": operator_token, "DJANGO_ALLOW_DEV_SECRET_KEY": "on", "LOG_FORMAT": "text"}
 
 
 @dataclass
