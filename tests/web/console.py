@@ -31,12 +31,16 @@ EXCEPTION_LINE = re.compile(r"^\s*((?:[a-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exc
 # A record at level ERROR in the text log format: "2026-12-06 21:43:10,019 ERROR logger replica=..."
 ERROR_RECORD = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ (ERROR|CRITICAL) ")
 ALL_LINKS = "return [...document.querySelectorAll('a[href]')].map(a => [a.href, a.textContent])"
-# (HTTP status of the document as the browser got it, title, the text of the page's main part:
-# unfold's #main holds the header with the breadcrumbs and the content, not the sidebar)
+# The HTTP status of the document as the browser got it, its title, the text of its main part
+# (unfold's #main holds the header with the breadcrumbs and the content, not the sidebar), and the
+# page's own assets (stylesheets, scripts, fonts, images from this server) that failed to load.
 PAGE_FACTS = """
 const nav = performance.getEntriesByType('navigation')[0];
 const main = document.querySelector('#main') || document.body;
-return [nav ? nav.responseStatus : 0, document.title, main ? main.innerText : ''];
+const failed = performance.getEntriesByType('resource')
+    .filter(r => r.name.startsWith(location.origin) && r.responseStatus >= 400)
+    .map(r => r.responseStatus + ' ' + new URL(r.name).pathname);
+return [nav ? nav.responseStatus : 0, document.title, main ? main.innerText : '', failed];
 """
 
 
@@ -71,7 +75,7 @@ class Console:
     def judge(self, name: str, mark: int) -> Page:
         """The page now shown: status, title, text, what is wrong with it, and its screenshot."""
         driver = self.driver
-        status, title, text = driver.execute_script(PAGE_FACTS)
+        status, title, text, failed_assets = driver.execute_script(PAGE_FACTS)
         status = int(status or 0)
         self._count += 1
         shot = self.shots / f"{self._count:03d}-{slug(name)}.png"
@@ -83,6 +87,8 @@ class Console:
             problem = f"error page {title!r}: {self._logged_error(mark) or text[:200]}"
         elif marker := next((m for m in ERROR_TEXTS if m in text), None):
             problem = f"page shows {marker!r}: {self._logged_error(mark) or text[:200]}"
+        elif failed_assets:
+            problem = f"assets failed to load: {', '.join(failed_assets[:5])}"
         return Page(urlsplit(driver.current_url).path, status, title, text, problem, shot)
 
     def log_mark(self) -> int:
