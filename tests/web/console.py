@@ -39,6 +39,7 @@ const nav = performance.getEntriesByType('navigation')[0];
 const main = document.querySelector('#main') || document.body;
 const failed = performance.getEntriesByType('resource')
     .filter(r => r.name.startsWith(location.origin) && r.responseStatus >= 400)
+    .filter(r => new URL(r.name).pathname !== '/favicon.ico')  // the browser's own guess, not the page's
     .map(r => r.responseStatus + ' ' + new URL(r.name).pathname);
 return [nav ? nav.responseStatus : 0, document.title, main ? main.innerText : '', failed];
 """
