@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/bootstrap.sh
+bash scripts/browser.sh  # chromium and chromedriver for tests/web (apt); where impossible they skip, saying why
 RUN="$ROOT/tests/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$RUN"
 set +e
