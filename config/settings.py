@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 from django_cfg import DatabaseConfig, DjangoConfig
+from django_cfg.core.types.enums import EnvironmentMode
 
-from config.env import BASE_DIR, ENV, django_secret_key
+from config.env import BASE_DIR, DEFAULT_ALLOWED_HOSTS, ENV, django_secret_key
 from config.logging import build_logging
 
 # django-cfg would otherwise mirror every DEBUG line into an ever-growing /tmp/djangocfg/debug.log.
@@ -19,9 +19,6 @@ try:
     _SECRET_KEY = django_secret_key(ENV)
 except ValueError as exc:
     raise SystemExit(f"crypto-grpc: {exc}") from None
-
-warnings.filterwarnings("ignore", message=".*insecure pattern.*")
-warnings.filterwarnings("ignore", message=".*DEBUG=True is not allowed.*")
 
 
 # Several replica processes may share one SQLite file in development and tests.
@@ -50,20 +47,40 @@ def database_config(url: str) -> DatabaseConfig:
     return DatabaseConfig.from_url(url)
 
 
+# DJANGO_DEBUG alone decides DEBUG. django-cfg forces DEBUG off outside its development mode (and warns),
+# so DEBUG on runs in that mode: tracebacks, unhashed static names, session and CSRF cookies without the
+# Secure flag (plain HTTP). DJANGO_ENV, ENVIRONMENT and ENV, which django-cfg would read, are not.
+MODE = EnvironmentMode.DEVELOPMENT if ENV.debug else EnvironmentMode.PRODUCTION
+
+
 class CryptoConfig(DjangoConfig):
     """The project's typed settings; every operator knob comes from config.env.ENV."""
 
     project_name: str = "crypto-grpc"
     secret_key: str = _SECRET_KEY
     debug: bool = ENV.debug
-    security_domains: list[str] = ["localhost", "127.0.0.1"]
+    env_mode: EnvironmentMode = MODE
+    # Only feeds django-cfg's generated host/origin lists, which are replaced below by DJANGO_ALLOWED_HOSTS
+    # and DJANGO_CSRF_TRUSTED_ORIGINS; it must not be empty in production mode.
+    security_domains: list[str] = list(DEFAULT_ALLOWED_HOSTS[:2])
     project_apps: list[str] = ["apps.crypto"]
     root_urlconf: str | None = "config.urls"
     databases: dict[str, DatabaseConfig] = {"default": database_config(ENV.database_url)}
 
 
 config = CryptoConfig()
+if config.env_mode is not MODE:  # DjangoConfig switched it by DJANGO_ENV, ENVIRONMENT or ENV
+    config.env_mode = MODE
 globals().update(config.get_all_settings())
+
+# DEBUG (django-cfg's development mode) adds django-browser-reload, whose script needs URLs not routed here.
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "django_browser_reload"]
+MIDDLEWARE = [m for m in MIDDLEWARE if m != "django_browser_reload.middleware.BrowserReloadMiddleware"]
+
+# Hosts, origins and debug are plain settings from the environment (config/env.py), never generated.
+DEBUG = ENV.debug
+ALLOWED_HOSTS = list(ENV.allowed_hosts)
+CSRF_TRUSTED_ORIGINS = list(ENV.csrf_trusted_origins)
 
 LOGGING = build_logging(ENV.log_format, ENV.log_level, ENV.replica_id)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
