@@ -6,6 +6,7 @@ import os
 
 from django_cfg import DatabaseConfig, DjangoConfig
 from django_cfg.core.types.enums import EnvironmentMode
+from django_cfg.models import AnalyticsConfig
 
 from config.env import BASE_DIR, DEFAULT_ALLOWED_HOSTS, ENV, django_secret_key
 from config.logging import build_logging
@@ -63,7 +64,10 @@ class CryptoConfig(DjangoConfig):
     # Only feeds django-cfg's generated host/origin lists, which are replaced below by DJANGO_ALLOWED_HOSTS
     # and DJANGO_CSRF_TRUSTED_ORIGINS; it must not be empty in production mode.
     security_domains: list[str] = list(DEFAULT_ALLOWED_HOSTS[:2])
-    project_apps: list[str] = ["apps.crypto"]
+    project_apps: list[str] = ["apps.crypto", "config.apps.WebTierConfig"]
+    # Its dashboard tab is what the admin home page could not render (it reverses URLs this project does
+    # not route); nothing here uses django-cfg's analytics.
+    analytics: AnalyticsConfig = AnalyticsConfig(enabled=False)
     root_urlconf: str | None = "config.urls"
     databases: dict[str, DatabaseConfig] = {"default": database_config(ENV.database_url)}
 
@@ -81,6 +85,14 @@ MIDDLEWARE = [m for m in MIDDLEWARE if m != "django_browser_reload.middleware.Br
 DEBUG = ENV.debug
 ALLOWED_HOSTS = list(ENV.allowed_hosts)
 CSRF_TRUSTED_ORIGINS = list(ENV.csrf_trusted_origins)
+
+# A login lands on the admin; pages that need a login send the user to the admin's login page.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
+
+# Static files: hashed once `collectstatic` ran (the image), straight from the packages before that.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "config.static.CollectedOrFoundStaticFilesStorage"}}
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = build_logging(ENV.log_format, ENV.log_level, ENV.replica_id)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
