@@ -11,7 +11,28 @@ class WebTierConfig(AppConfig):
     verbose_name = "crypto-grpc web tier"
 
     def ready(self) -> None:
+        hide_unused_admin_models()
         silence_telegram_login_notifications()
+
+
+# Models of features this service does not use, registered in the admin by django-cfg apps that must stay
+# installed (the user admin needs accounts and TOTP): OAuth, e-mail one-time codes, sign-up sources, TOTP
+# devices. Users, groups, user activity and django-axes' login records stay in the admin.
+HIDDEN_ADMIN_MODELS = (
+    "django_cfg_accounts.OAuthConnection", "django_cfg_accounts.OAuthState", "django_cfg_accounts.OTPSecret",
+    "django_cfg_accounts.RegistrationSource", "django_cfg_accounts.UserRegistrationSource",
+    "django_cfg_totp.BackupCode", "django_cfg_totp.TOTPDevice", "django_cfg_totp.TwoFactorSession",
+)
+
+
+def hide_unused_admin_models() -> None:
+    from django.apps import apps
+    from django.contrib import admin
+
+    for label in HIDDEN_ADMIN_MODELS:
+        model = apps.get_model(label)
+        if admin.site.is_registered(model):
+            admin.site.unregister(model)
 
 
 def silence_telegram_login_notifications() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from django_cfg import DatabaseConfig, DjangoConfig
-from django_cfg.core.types.enums import EnvironmentMode
-from django_cfg.models import AnalyticsConfig
+from django_cfg.core.types.enums import EnvironmentMode, StartupInfoMode
+from django_cfg.models import AnalyticsConfig, StorageConfig
 
 from config.env import BASE_DIR, DEFAULT_ALLOWED_HOSTS, ENV, django_secret_key
 from config.logging import build_logging
@@ -65,9 +65,13 @@ class CryptoConfig(DjangoConfig):
     # and DJANGO_CSRF_TRUSTED_ORIGINS; it must not be empty in production mode.
     security_domains: list[str] = list(DEFAULT_ALLOWED_HOSTS[:2])
     project_apps: list[str] = ["apps.crypto", "config.apps.WebTierConfig"]
-    # Its dashboard tab is what the admin home page could not render (it reverses URLs this project does
-    # not route); nothing here uses django-cfg's analytics.
+    # The django-cfg features this service does not use and can switch off (README "Web tier").
+    # Analytics also put a dashboard tab on the admin home page that reverses URLs not routed here (500).
     analytics: AnalyticsConfig = AnalyticsConfig(enabled=False)
+    storage: StorageConfig | None = StorageConfig(enabled=False)  # no uploaded media to clean up
+    enable_drf_tailwind: bool = False
+    startup_info_mode: StartupInfoMode = StartupInfoMode.NONE
+    show_ai_hints: bool = False
     root_urlconf: str | None = "config.urls"
     databases: dict[str, DatabaseConfig] = {"default": database_config(ENV.database_url)}
 
@@ -77,9 +81,28 @@ if config.env_mode is not MODE:  # DjangoConfig switched it by DJANGO_ENV, ENVIR
     config.env_mode = MODE
 globals().update(config.get_all_settings())
 
-# DEBUG (django-cfg's development mode) adds django-browser-reload, whose script needs URLs not routed here.
-INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "django_browser_reload"]
-MIDDLEWARE = [m for m in MIDDLEWARE if m != "django_browser_reload.middleware.BrowserReloadMiddleware"]
+# django-cfg installs these whatever its switches say. This service uses none of them: no end-user
+# accounts API, OAuth, mail, LLM, sitemap, client generation, dashboard or command API, monitor,
+# constance, import/export, JWT blacklist or DRF tokens (the API has its own bearer tokens), CORS (the
+# API is not called from other origins' pages). What stays, and why, is in the README ("Web tier").
+UNUSED_APPS = frozenset({
+    "django_cfg.apps.system.mailer",
+    "django_cfg.modules.django_llm", "django_cfg.modules.django_generator", "django_cfg.modules.django_sitemap",
+    "django_cfg.modules.django_tailwind", "django_cfg.modules.django_monitor",
+    "django_cfg.apps.api.health", "django_cfg.apps.api.commands", "django_cfg.apps.api.dashboard",
+    "import_export", "unfold.contrib.import_export", "unfold.contrib.guardian", "unfold.contrib.simple_history",
+    "unfold.contrib.location_field", "unfold.contrib.constance", "constance", "constance.backends.database",
+    "rest_framework.authtoken", "rest_framework_simplejwt.token_blacklist", "rest_framework_nested", "adrf",
+    "corsheaders", "django_extensions", "django_json_widget", "drf_spectacular_sidecar",
+    # DEBUG adds it, but its script needs URLs this project does not route: every page would fail.
+    "django_browser_reload",
+})
+UNUSED_MIDDLEWARE = frozenset({
+    "corsheaders.middleware.CorsMiddleware", "django_cfg.core.middleware.PublicAPICORSMiddleware",
+    "django_browser_reload.middleware.BrowserReloadMiddleware",
+})
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in UNUSED_APPS]
+MIDDLEWARE = list(dict.fromkeys(m for m in MIDDLEWARE if m not in UNUSED_MIDDLEWARE))
 
 # Hosts, origins and debug are plain settings from the environment (config/env.py), never generated.
 DEBUG = ENV.debug
