@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.test import Client as HttpClient
 from django.test import override_settings
 
@@ -28,16 +29,24 @@ def login(browser: HttpClient, who: Operator):
     return browser.post("/admin/login/", {"username": who.email, "password": who.password})
 
 
-def test_login_page_renders_and_its_assets_are_served_without_collectstatic():
-    browser = HttpClient(HTTP_HOST=HOST)
+def stylesheets_served(browser: HttpClient) -> list[str]:
+    """The login page's stylesheets, each fetched (200, not empty)."""
     page = browser.get("/admin/login/")
     assert page.status_code == 200
     stylesheets = re.findall(r'href="(/staticfiles/[^"]+\.css)"', page.content.decode())
-    assert "/staticfiles/unfold/fonts/inter/styles.css" in stylesheets
     for url in stylesheets:
         asset = browser.get(url)
         assert asset.status_code == 200, url
         assert b"".join(asset.streaming_content), url
+    return stylesheets
+
+
+def test_login_page_renders_and_its_assets_are_served_without_collectstatic_and_after_it():
+    assert "/staticfiles/unfold/fonts/inter/styles.css" in stylesheets_served(HttpClient(HTTP_HOST=HOST))
+    # The image runs collectstatic: then the names are hashed (cached for ever) and served all the same.
+    call_command("collectstatic", interactive=False, verbosity=0)
+    hashed = stylesheets_served(HttpClient(HTTP_HOST=HOST))
+    assert any(re.fullmatch(r"/staticfiles/unfold/fonts/inter/styles\.[0-9a-f]{12}\.css", url) for url in hashed)
 
 
 def test_a_login_lands_on_the_admin_home_page(operator: Operator):
