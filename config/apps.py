@@ -30,7 +30,10 @@ def hide_unused_admin_models() -> None:
     from django.contrib import admin
 
     for label in HIDDEN_ADMIN_MODELS:
-        model = apps.get_model(label)
+        try:
+            model = apps.get_model(label)
+        except LookupError:  # a django-cfg release without it: nothing to hide
+            continue
         if admin.site.is_registered(model):
             admin.site.unregister(model)
 
