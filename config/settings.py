@@ -109,6 +109,13 @@ DEBUG = ENV.debug
 ALLOWED_HOSTS = list(ENV.allowed_hosts)
 CSRF_TRUSTED_ORIGINS = list(ENV.csrf_trusted_origins)
 
+# No transaction around every web request (django-cfg turns ATOMIC_REQUESTS on). An admin action or an API
+# command with wait=true spends up to 10 s (API: its timeout, up to 120 s) waiting for bots' acks over gRPC;
+# on SQLite, whose transactions begin IMMEDIATE here, that held the database's write lock all along, and the
+# replica sharing the file could store nothing meanwhile. The admin's own add/change/delete views are atomic.
+for _database in DATABASES.values():
+    _database["ATOMIC_REQUESTS"] = False
+
 # A login lands on the admin; pages that need a login send the user to the admin's login page.
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "admin:index"

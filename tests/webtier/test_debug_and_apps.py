@@ -81,3 +81,8 @@ def test_the_admin_lists_only_what_an_operator_uses():
     crypto = {label for label in listed if label.startswith("crypto.")}
     assert listed - crypto == {"django_cfg_accounts.CustomUser", "django_cfg_accounts.UserActivity", "auth.Group",
                                "axes.AccessAttempt", "axes.AccessFailureLog", "axes.AccessLog"}
+
+
+def test_a_web_request_holds_no_transaction():
+    # A request waiting for bots' acks must not hold a transaction (on SQLite: the write lock) meanwhile.
+    assert [alias for alias, db in settings.DATABASES.items() if db.get("ATOMIC_REQUESTS")] == []
