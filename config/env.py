@@ -71,6 +71,37 @@ DEV_SECRET_KEY_FLAG = "DJANGO_ALLOW_DEV_SECRET_KEY"
 _EXPERIMENT = re.compile(r"-?[a-z0-9_]+")
 
 
+# Django's own ALLOWED_HOSTS syntax: "*", a name, ".name" (the domain and its subdomains), an IPv4 address
+# or a bracketed IPv6 address. No ports, schemes or regexes: Django would never match those.
+_HOST = re.compile(r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\]")
+# A CSRF trusted origin: scheme://host[:port], host optionally "*."-prefixed (Django's syntax).
+_ORIGIN = re.compile(r"https?://(\*\.)?([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def parse_allowed_hosts(raw: str) -> tuple[str, ...]:
+    """DJANGO_ALLOWED_HOSTS: comma-separated Django host patterns; anything Django would not match is refused."""
+    hosts = split_list(raw)
+    for host in hosts:
+        if not _HOST.fullmatch(host):
+            raise ValueError(
+                f"DJANGO_ALLOWED_HOSTS takes comma-separated host names as Django reads them (example.com, "
+                f".example.com for the domain and its subdomains, 10.1.2.3, [::1], *), without scheme or "
+                f"port; got {host!r}")
+    return hosts
+
+
+def parse_csrf_origins(raw: str) -> tuple[str, ...]:
+    """DJANGO_CSRF_TRUSTED_ORIGINS: comma-separated scheme://host[:port] origins (Django's syntax)."""
+    origins = split_list(raw)
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                "DJANGO_CSRF_TRUSTED_ORIGINS takes comma-separated origins, scheme://host[:port] "
+                f"(https://ops.example.com, https://*.example.com), no path; got {origin!r}")
+    return origins
+
+
 def parse_experiments(raw: str) -> tuple[str, ...]:
     """GRPC_EXPERIMENTS is read by gRPC core itself; a malformed list is refused here, at start-up."""
     names = split_list(raw)
@@ -98,6 +129,8 @@ class Environment:
     grpc_target: str = "localhost:50051"
     secret_key: str = ""
     debug: bool = False
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS  # DJANGO_ALLOWED_HOSTS
+    csrf_trusted_origins: tuple[str, ...] = ()  # DJANGO_CSRF_TRUSTED_ORIGINS
     allow_dev_secret_key: bool = False  # DJANGO_ALLOW_DEV_SECRET_KEY: development and tests only
     log_format: str = "text"
     log_level: str = "INFO"
@@ -125,6 +158,9 @@ class Environment:
             grpc_target=read(env, "CRYPTO_GRPC_TARGET", str, defaults.grpc_target, blank_is_unset=True),
             secret_key=read(env, "DJANGO_SECRET_KEY", str, ""),
             debug=read(env, "DJANGO_DEBUG", bool, False),
+            allowed_hosts=parse_allowed_hosts(read(env, "DJANGO_ALLOWED_HOSTS", str, ",".join(DEFAULT_ALLOWED_HOSTS),
+                                                   blank_is_unset=True)),
+            csrf_trusted_origins=parse_csrf_origins(read(env, "DJANGO_CSRF_TRUSTED_ORIGINS", str, "")),
             allow_dev_secret_key=read(env, DEV_SECRET_KEY_FLAG, bool, False),
             log_format=log_format,
             log_level=read(env, "LOG_LEVEL", str, defaults.log_level).upper(),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 from django_cfg import DatabaseConfig, DjangoConfig
+from django_cfg.core.types.enums import EnvironmentMode, StartupInfoMode
+from django_cfg.models import AnalyticsConfig, StorageConfig
 
-from config.env import BASE_DIR, ENV, django_secret_key
+from config.env import BASE_DIR, DEFAULT_ALLOWED_HOSTS, ENV, django_secret_key
 from config.logging import build_logging
 
 # django-cfg would otherwise mirror every DEBUG line into an ever-growing /tmp/djangocfg/debug.log.
@@ -19,9 +20,6 @@ try:
     _SECRET_KEY = django_secret_key(ENV)
 except ValueError as exc:
     raise SystemExit(f"crypto-grpc: {exc}") from None
-
-warnings.filterwarnings("ignore", message=".*insecure pattern.*")
-warnings.filterwarnings("ignore", message=".*DEBUG=True is not allowed.*")
 
 
 # Several replica processes may share one SQLite file in development and tests.
@@ -50,20 +48,81 @@ def database_config(url: str) -> DatabaseConfig:
     return DatabaseConfig.from_url(url)
 
 
+# DJANGO_DEBUG alone decides DEBUG. django-cfg forces DEBUG off outside its development mode (and warns),
+# so DEBUG on runs in that mode: tracebacks, unhashed static names, session and CSRF cookies without the
+# Secure flag (plain HTTP). DJANGO_ENV, ENVIRONMENT and ENV, which django-cfg would read, are not.
+MODE = EnvironmentMode.DEVELOPMENT if ENV.debug else EnvironmentMode.PRODUCTION
+
+
 class CryptoConfig(DjangoConfig):
     """The project's typed settings; every operator knob comes from config.env.ENV."""
 
     project_name: str = "crypto-grpc"
     secret_key: str = _SECRET_KEY
     debug: bool = ENV.debug
-    security_domains: list[str] = ["localhost", "127.0.0.1"]
-    project_apps: list[str] = ["apps.crypto"]
+    env_mode: EnvironmentMode = MODE
+    # Only feeds django-cfg's generated host/origin lists, which are replaced below by DJANGO_ALLOWED_HOSTS
+    # and DJANGO_CSRF_TRUSTED_ORIGINS; it must not be empty in production mode.
+    security_domains: list[str] = list(DEFAULT_ALLOWED_HOSTS[:2])
+    project_apps: list[str] = ["apps.crypto", "config.apps.WebTierConfig"]
+    # The django-cfg features this service does not use and can switch off (README "Web tier").
+    # Analytics also put a dashboard tab on the admin home page that reverses URLs not routed here (500).
+    analytics: AnalyticsConfig = AnalyticsConfig(enabled=False)
+    storage: StorageConfig | None = StorageConfig(enabled=False)  # no uploaded media to clean up
+    enable_drf_tailwind: bool = False
+    startup_info_mode: StartupInfoMode = StartupInfoMode.NONE
+    show_ai_hints: bool = False
     root_urlconf: str | None = "config.urls"
     databases: dict[str, DatabaseConfig] = {"default": database_config(ENV.database_url)}
 
 
 config = CryptoConfig()
+if config.env_mode is not MODE:  # DjangoConfig switched it by DJANGO_ENV, ENVIRONMENT or ENV
+    config.env_mode = MODE
 globals().update(config.get_all_settings())
+
+# django-cfg installs these whatever its switches say. This service uses none of them: no end-user
+# accounts API, OAuth, mail, LLM, sitemap, client generation, dashboard or command API, monitor,
+# constance, import/export, JWT blacklist or DRF tokens (the API has its own bearer tokens), CORS (the
+# API is not called from other origins' pages). What stays, and why, is in the README ("Web tier").
+UNUSED_APPS = frozenset({
+    "django_cfg.apps.system.mailer",
+    "django_cfg.modules.django_llm", "django_cfg.modules.django_generator", "django_cfg.modules.django_sitemap",
+    "django_cfg.modules.django_tailwind", "django_cfg.modules.django_monitor",
+    "django_cfg.apps.api.health", "django_cfg.apps.api.commands", "django_cfg.apps.api.dashboard",
+    "import_export", "unfold.contrib.import_export", "unfold.contrib.guardian", "unfold.contrib.simple_history",
+    "unfold.contrib.location_field", "unfold.contrib.constance", "constance", "constance.backends.database",
+    "rest_framework.authtoken", "rest_framework_simplejwt.token_blacklist", "rest_framework_nested", "adrf",
+    "corsheaders", "django_extensions", "django_json_widget", "drf_spectacular_sidecar",
+    # DEBUG adds it, but its script needs URLs this project does not route: every page would fail.
+    "django_browser_reload",
+})
+UNUSED_MIDDLEWARE = frozenset({
+    "corsheaders.middleware.CorsMiddleware", "django_cfg.core.middleware.PublicAPICORSMiddleware",
+    "django_browser_reload.middleware.BrowserReloadMiddleware",
+})
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in UNUSED_APPS]
+MIDDLEWARE = list(dict.fromkeys(m for m in MIDDLEWARE if m not in UNUSED_MIDDLEWARE))
+
+# Hosts, origins and debug are plain settings from the environment (config/env.py), never generated.
+DEBUG = ENV.debug
+ALLOWED_HOSTS = list(ENV.allowed_hosts)
+CSRF_TRUSTED_ORIGINS = list(ENV.csrf_trusted_origins)
+
+# No transaction around every web request (django-cfg turns ATOMIC_REQUESTS on). An admin action or an API
+# command with wait=true spends up to 10 s (API: its timeout, up to 120 s) waiting for bots' acks over gRPC;
+# on SQLite, whose transactions begin IMMEDIATE here, that held the database's write lock all along, and the
+# replica sharing the file could store nothing meanwhile. The admin's own add/change/delete views are atomic.
+for _database in DATABASES.values():
+    _database["ATOMIC_REQUESTS"] = False
+
+# A login lands on the admin; pages that need a login send the user to the admin's login page.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
+
+# Static files: hashed once `collectstatic` ran (the image), straight from the packages before that.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "config.static.CollectedOrFoundStaticFilesStorage"}}
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = build_logging(ENV.log_format, ENV.log_level, ENV.replica_id)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

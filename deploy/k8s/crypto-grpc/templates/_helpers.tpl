@@ -68,6 +68,16 @@ to exit after draining.
 {{- end -}}
 
 {{/* In-cluster address of the gRPC Service (same namespace). */}}
+{{/*
+DJANGO_ALLOWED_HOSTS of the web tier: port-forwards (localhost), the web
+Service's in-cluster names, then web.allowedHosts.
+*/}}
+{{- define "crypto-grpc.webAllowedHosts" -}}
+{{- $svc := printf "%s-web" (include "crypto-grpc.fullname" .) -}}
+{{- $hosts := list "localhost" "127.0.0.1" $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
+{{- concat $hosts .Values.web.allowedHosts | uniq | join "," -}}
+{{- end -}}
+
 {{- define "crypto-grpc.grpcTarget" -}}
 {{- printf "%s:%d" (include "crypto-grpc.fullname" .) (int .Values.service.port) -}}
 {{- end -}}
