@@ -30,9 +30,7 @@ from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from .ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-# WORKAROUND(#15): the project's settings with static files served from the apps' folders (no
-# collectstatic); use "config.settings" once the web tier serves static files without a manual step.
-WEB_SETTINGS = "tests.support.web_settings"
+WEB_SETTINGS = "config.settings"  # static files are served without collectstatic (config/static.py)
 WEB_APP = "config.asgi:application"
 
 BROWSER_SETUP = "bash scripts/browser.sh"  # installs chromium and chromedriver with apt-get
