@@ -1,4 +1,4 @@
-"""CryptoStreamingService: the three RPCs of the contract, thin over the runtime."""
+"""CryptoStreamingService: the RPCs of the contract, thin over the runtime."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .errors import NotServing, rpc_boundary
 from .bus.bus import DuplicateCommand
 from .bus.outcomes import Answer
 from .commands.base import stamp
-from .proto.validation import MAX_TEXT_CHARS, validate_client_id, validate_command
+from .proto.validation import MAX_TEXT_CHARS, validate_broadcast, validate_client_id, validate_command
 from .records import ack_outcome
 from .runtime import Runtime
 from .streaming.stream import ConnectFlow, metadata_of
@@ -64,6 +64,35 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         logger.info("command.executed client_id=%s command_id=%s operator=%s success=%s", request.client_id,
                     command.command_id, operator, ack.success)
         return ack
+
+    @rpc_boundary
+    async def BroadcastCommand(self, request: pb2.BroadcastCommandRequest,
+                               context: grpc.aio.ServicerContext) -> None:
+        """One command to every client the selector matches: a result per targeted client, then the summary."""
+        operator = self.rt.authenticator.authenticate_operator(metadata_of(context))
+        if not self.rt.runner.healthy:
+            raise NotServing("command bus unavailable: redis unreachable")
+        validate_broadcast(request, max_text_chars=self.rt.config.max_text_chars)
+        command = pb2.DjangoCommand()
+        command.CopyFrom(request.command)
+        command.retry = False
+        stamp(command)
+        if request.command.command_id and not await self.rt.bus.link.reserve(command.command_id,
+                                                                              self.rt.config.command_id_ttl):
+            raise DuplicateCommand(f"command_id {command.command_id!r} was used before; leave command_id empty "
+                                   "and the server generates a fresh one")
+        timeout = self._timeout(context, self.rt.config.ack_timeout)
+        logger.info("broadcast.accepted broadcast_id=%s operator=%s timeout=%.2f", command.command_id, operator, timeout)
+
+        async def on_result(client_id: str, ack: common_pb2.CommandAck, routed_to: str) -> None:
+            await context.write(pb2.BroadcastResult(client=pb2.BroadcastClientResult(client_id=client_id, ack=ack)))
+
+        summary = await self.rt.bus.fleet.broadcast(request.selector, command, timeout, on_result)
+        logger.info("broadcast.finished broadcast_id=%s targeted=%d acked=%d failed=%d replicas=%d lost=%d",
+                    command.command_id, summary.targeted, summary.acked, summary.failed, len(summary.replicas),
+                    len(summary.lost))
+        await context.write(pb2.BroadcastResult(summary=pb2.BroadcastSummary(
+            broadcast_id=command.command_id, targeted=summary.targeted, acked=summary.acked, failed=summary.failed)))
 
     def _observe(self, command: pb2.DjangoCommand, answer: Answer, elapsed: float) -> None:
         outcome = ack_outcome(answer.ack.success, answer.timed_out)
