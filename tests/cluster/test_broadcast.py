@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
 
 import grpc
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.management import call_command
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
-from apps.crypto.models import Client
+from apps.crypto.models import Client, CommandRecord
 from tests.cluster.test_routing import connect, wait_routable
 from tests.support.cluster import OPERATOR_TOKEN
 from tests.support.operator import Operator
@@ -68,6 +70,20 @@ async def test_every_client_of_three_replicas_acks_exactly_once(cluster, operato
         assert summary.targeted == len(everyone) and summary.acked + summary.failed == summary.targeted
         assert summary.broadcast_id  # generated
 
+        async def recorded() -> bool:
+            rows = await sync_to_async(lambda: {r.command_id: r for r in CommandRecord.objects.filter(
+                command_id__startswith=command.command_id)})()
+            return len(rows) == 31 and rows
+        rows = await eventually(recorded, timeout=10, message="broadcast records")
+        parent = rows[command.command_id]
+        assert parent.kind == "broadcast" and parent.client_id == "ids:30" and parent.outcome == "acked"
+        assert parent.payload["counts"]["acked"] == 30 and parent.sent_by and parent.finished_at
+        copy = rows[f"{command.command_id}:{ids[0]}"]
+        assert copy.client_id == ids[0] and copy.kind == "pause" and copy.outcome == "acked" and copy.routed_to
+        assert copy.payload["command_id"] == copy.command_id and copy.accepted_by == cluster[1].replica_id
+        story = io.StringIO()
+        await sync_to_async(call_command)("trace_command", copy.command_id, stdout=story)
+        assert ids[0] in story.getvalue() and "acked by the client" in story.getvalue()
     finally:
         await close_all(bots)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from google.protobuf.json_format import MessageToDict
 
 import grpc
 
@@ -14,6 +17,7 @@ from ..generated import crypto_streaming_pb2_grpc as pb2_grpc
 from . import metrics
 from .errors import NotServing, rpc_boundary
 from .bus.bus import DuplicateCommand
+from .bus.broadcast import NOT_ACKED
 from .bus.outcomes import Answer
 from .commands.base import stamp
 from .proto.validation import MAX_TEXT_CHARS, validate_broadcast, validate_client_id, validate_command
@@ -82,12 +86,22 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
             raise DuplicateCommand(f"command_id {command.command_id!r} was used before; leave command_id empty "
                                    "and the server generates a fresh one")
         timeout = self._timeout(context, self.rt.config.ack_timeout)
+        accepted_at, replica, journal = datetime.now(UTC), self.rt.replica_id, self.rt.journal
+        payload = {"kind": command.WhichOneof("command") or "",
+                   "command": MessageToDict(command, preserving_proto_field_name=True)}
         logger.info("broadcast.accepted broadcast_id=%s operator=%s timeout=%.2f", command.command_id, operator, timeout)
 
         async def on_result(client_id: str, ack: common_pb2.CommandAck, routed_to: str) -> None:
+            journal.broadcast_copy(client_id, payload, ack, sent_by=operator, replica=replica, routed_to=routed_to,
+                                   accepted_at=accepted_at, timed_out=ack.error.startswith(NOT_ACKED))
             await context.write(pb2.BroadcastResult(client=pb2.BroadcastClientResult(client_id=client_id, ack=ack)))
 
         summary = await self.rt.bus.fleet.broadcast(request.selector, command, timeout, on_result)
+        counts = {"targeted": summary.targeted, "acked": summary.acked, "failed": summary.failed,
+                  "replicas": summary.replicas, "lost_replicas": summary.lost}
+        journal.broadcast(command.command_id, MessageToDict(request.selector, preserving_proto_field_name=True),
+                          payload, counts, sent_by=operator, replica=replica, accepted_at=accepted_at,
+                          finished_at=datetime.fromtimestamp(summary.finished, UTC))
         logger.info("broadcast.finished broadcast_id=%s targeted=%d acked=%d failed=%d replicas=%d lost=%d",
                     command.command_id, summary.targeted, summary.acked, summary.failed, len(summary.replicas),
                     len(summary.lost))
