@@ -139,7 +139,7 @@ class FleetCommands:
         batches: asyncio.Queue[Batch] = asyncio.Queue()
         tasks = [asyncio.create_task(self._serve(request, broadcast_id, timeout, batches.put_nowait), name="bcast-local")]
         if len(asked) > 1:
-            tasks.append(asyncio.create_task(self._read_batches(broadcast_id, deadline, batches), name="bcast-read"))
+            tasks.append(asyncio.create_task(self._read_batches(broadcast_id, deadline, batches, len(asked) - 1), name="bcast-read"))
         reported: set[str] = set()
 
         async def report(client_id: str, ack: common_pb2.CommandAck, replica: str) -> None:
@@ -211,8 +211,11 @@ class FleetCommands:
                 await report(client_id, failure_ack(bot_command_id(summary.broadcast_id, client_id),
                                                     f"replica {replica} went away before the ack"), replica)
 
-    async def _read_batches(self, broadcast_id: str, deadline: float, batches: asyncio.Queue[Batch]) -> None:
-        while (left := deadline - time.monotonic()) > 0:
+    async def _read_batches(self, broadcast_id: str, deadline: float, batches: asyncio.Queue[Batch],
+                            remote: int) -> None:
+        """Pops batches until every remote part said done (no pop left blocking) or the deadline."""
+        finished = 0
+        while finished < remote and (left := deadline - time.monotonic()) > 0:
             try:
                 raws = await self.bus.link.take_batches(broadcast_id, min(left, PROBE_EVERY))
             except BusUnavailable as exc:
@@ -221,7 +224,9 @@ class FleetCommands:
                 continue
             for raw in raws:
                 try:
-                    batches.put_nowait(decode_batch(raw))
+                    batch = decode_batch(raw)
+                    finished += batch.done
+                    batches.put_nowait(batch)
                 except (ValueError, KeyError, TypeError) as exc:
                     logger.warning("broadcast.bad_batch broadcast_id=%s error=%s", broadcast_id, exc)
 
