@@ -1,0 +1,66 @@
+"""CryptoStreamingCommandClient.broadcast (async and blocking) against a real single replica (in-process Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import grpc
+import pytest
+
+from apps.crypto.grpc.services.commands import (
+    CommandClientError,
+    CryptoStreamingCommandClient,
+    build_pause,
+    connect_sync,
+    selector,
+)
+from tests.support.grpc_server import running_server
+from tests.support.rawbot import RawBot, heartbeat
+from tests.support.waiting import eventually
+
+
+async def bots(server, count: int, **kwargs) -> list[RawBot]:
+    started = []
+    for _ in range(count):
+        client_id = f"bc-{uuid.uuid4().hex[:8]}"
+        bot = RawBot(server.target, client_id, await server.make_client_key(client_id), **kwargs)
+        await bot.__aenter__()
+        bot.send(heartbeat(client_id))
+        started.append(bot)
+    return started
+
+
+async def test_broadcast_reaches_every_bot_and_returns_their_acks():
+    async with running_server() as server:
+        fleet = await bots(server, 4)
+        try:
+            sessions = server.replica.runtime.bus.sessions
+            await eventually(lambda: all(b.client_id in sessions for b in fleet), message="streams attached")
+            seen = []
+            async with CryptoStreamingCommandClient(server.target, server.operator_token, ack_timeout=3) as client:
+                outcome = await client.broadcast(selector([b.client_id for b in fleet]), build_pause("halt"),
+                                                 on_result=seen.append)
+            assert {r.client_id for r in outcome.results} == {b.client_id for b in fleet}
+            assert len(seen) == 4 and outcome.failed == []
+            assert (outcome.summary.targeted, outcome.summary.acked, outcome.summary.failed) == (4, 4, 0)
+            assert all(b.commands[-1].pause.reason == "halt" for b in fleet)
+
+            with connect_sync(server.target, server.operator_token, ack_timeout=3) as blocking:
+                again = await asyncio.to_thread(
+                    blocking.run, lambda c: c.broadcast(selector(all_connected=True), build_pause("again")))
+            assert again.summary.acked == 4
+        finally:
+            await asyncio.gather(*(b.__aexit__() for b in fleet))
+
+
+async def test_broadcast_errors_are_command_client_errors():
+    async with running_server() as server:
+        async with CryptoStreamingCommandClient(server.target, server.operator_token) as client:
+            with pytest.raises(CommandClientError) as err:
+                await client.broadcast(selector(), build_pause())
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "exactly one of" in err.value.details
+        async with CryptoStreamingCommandClient(server.target, "wrong") as client:
+            with pytest.raises(CommandClientError) as err:
+                await client.broadcast(selector(all_connected=True), build_pause())
+        assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
