@@ -64,3 +64,39 @@ async def test_broadcast_errors_are_command_client_errors():
             with pytest.raises(CommandClientError) as err:
                 await client.broadcast(selector(all_connected=True), build_pause())
         assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def send_command(server, *args: str) -> tuple[str, str]:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out, err = StringIO(), StringIO()
+    call_command("send_command", *args, "--target", server.target, "--token", server.operator_token,
+                 "--timeout", "3", stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+async def test_send_command_fleet_flags_print_progress_a_table_and_the_summary():
+    from django.core.management.base import CommandError
+
+    async with running_server() as server:
+        fleet = await bots(server, 2)
+        silent = (await bots(server, 1, auto_ack=False))[0]
+        try:
+            sessions = server.replica.runtime.bus.sessions
+            await eventually(lambda: all(b.client_id in sessions for b in fleet + [silent]))
+            ids = ",".join(b.client_id for b in fleet)
+            out, err = await asyncio.to_thread(send_command, server, "--clients", ids, "pause", "--reason", "cli")
+            assert "2 results: 2 acked, 0 failed" in err
+            assert all(b.client_id in out for b in fleet) and "targeted=2 acked=2 failed=0" in out
+            assert all(b.commands[-1].pause.reason == "cli" for b in fleet)
+
+            with pytest.raises(CommandError, match="1 of 3 bots failed"):
+                await asyncio.to_thread(send_command, server, "--all", "resume")  # RawBot acks no pings
+            with pytest.raises(CommandError, match="either a client_id or one of"):
+                await asyncio.to_thread(send_command, server, "bot-1", "ping", "--all")
+            with pytest.raises(CommandError, match="a client_id is required"):
+                await asyncio.to_thread(send_command, server, "ping")
+        finally:
+            await asyncio.gather(*(b.__aexit__() for b in fleet + [silent]))
