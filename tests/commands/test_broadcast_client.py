@@ -100,3 +100,30 @@ async def test_send_command_fleet_flags_print_progress_a_table_and_the_summary()
                 await asyncio.to_thread(send_command, server, "ping")
         finally:
             await asyncio.gather(*(b.__aexit__() for b in fleet + [silent]))
+
+
+async def test_broadcast_metrics():
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    async with running_server() as server:
+        fleet = await bots(server, 2)
+        silent = (await bots(server, 1, auto_ack=False))[0]
+        try:
+            sessions = server.replica.runtime.bus.sessions
+            await eventually(lambda: all(b.client_id in sessions for b in fleet + [silent]))
+            calls = sample("crypto_broadcasts_total", selector="client_ids")
+            acked = sample("crypto_broadcast_results_total", outcome="acked")
+            timed_out = sample("crypto_broadcast_results_total", outcome="timed_out")
+            timings = sample("crypto_broadcast_seconds_count")
+            async with CryptoStreamingCommandClient(server.target, server.operator_token, ack_timeout=1) as client:
+                outcome = await client.broadcast(selector([b.client_id for b in fleet + [silent]]), build_pause())
+            assert outcome.summary.failed == 1
+            assert sample("crypto_broadcasts_total", selector="client_ids") == calls + 1
+            assert sample("crypto_broadcast_results_total", outcome="acked") == acked + 2
+            assert sample("crypto_broadcast_results_total", outcome="timed_out") == timed_out + 1
+            assert sample("crypto_broadcast_seconds_count") == timings + 1
+        finally:
+            await asyncio.gather(*(b.__aexit__() for b in fleet + [silent]))

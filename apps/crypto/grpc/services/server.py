@@ -92,11 +92,17 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         logger.info("broadcast.accepted broadcast_id=%s operator=%s timeout=%.2f", command.command_id, operator, timeout)
 
         async def on_result(client_id: str, ack: common_pb2.CommandAck, routed_to: str) -> None:
+            timed_out = ack.error.startswith(NOT_ACKED)
+            metrics.BROADCAST_RESULTS.labels(ack_outcome(ack.success, timed_out).value).inc()
             journal.broadcast_copy(client_id, payload, ack, sent_by=operator, replica=replica, routed_to=routed_to,
-                                   accepted_at=accepted_at, timed_out=ack.error.startswith(NOT_ACKED))
+                                   accepted_at=accepted_at, timed_out=timed_out)
             await context.write(pb2.BroadcastResult(client=pb2.BroadcastClientResult(client_id=client_id, ack=ack)))
 
+        metrics.BROADCASTS.labels(selector_way(request.selector)).inc()
+        started = time.perf_counter()
         summary = await self.rt.bus.fleet.broadcast(request.selector, command, timeout, on_result)
+        metrics.BROADCAST_SECONDS.observe(time.perf_counter() - started)
+        metrics.BROADCAST_LOST_REPLICAS.inc(len(summary.lost))
         counts = {"targeted": summary.targeted, "acked": summary.acked, "failed": summary.failed,
                   "replicas": summary.replicas, "lost_replicas": summary.lost}
         journal.broadcast(command.command_id, MessageToDict(request.selector, preserving_proto_field_name=True),
@@ -132,6 +138,11 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
     def _timeout(context: grpc.aio.ServicerContext, default: float) -> float:
         remaining = context.time_remaining()
         return default if remaining is None else max(0.0, min(default, remaining - DEADLINE_MARGIN))
+
+
+def selector_way(selector: pb2.ClientSelector) -> str:
+    """The selector's one way (validated), a bounded metric label."""
+    return "client_ids" if selector.client_ids else "client_type" if selector.client_type else "all_connected"
 
 
 def prepare_command(request: pb2.SendCommandRequest, max_text_chars: int = MAX_TEXT_CHARS) -> pb2.DjangoCommand:
