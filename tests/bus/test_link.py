@@ -217,7 +217,8 @@ def test_envelope_round_trip_and_rejects_garbage():
 def test_envelope_kinds_keep_their_wire_values():
     """Replicas of different versions talk during a rollout: these strings must never change."""
     assert {k.name: k.value for k in m.EnvelopeKind} == {
-        "COMMAND": "cmd", "DELIVERED": "dlv", "UNDELIVERABLE": "nodlv", "ACK": "ack", "EVICT": "evict", "LIST": "list"}
+        "COMMAND": "cmd", "DELIVERED": "dlv", "UNDELIVERABLE": "nodlv", "ACK": "ack", "EVICT": "evict", "LIST": "list",
+        "BROADCAST": "bcast", "BROADCAST_CANCEL": "bcancel"}  # #16 added the last two
     decoded = m.decode(m.encode(m.Envelope(m.EnvelopeKind.EVICT, epoch=3)))
     assert decoded.kind is m.EnvelopeKind.EVICT
     assert '"kind":"evict"' in m.encode(decoded)

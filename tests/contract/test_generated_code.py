@@ -47,4 +47,21 @@ def test_service_methods_are_the_released_ones():
     assert methods == {
         "ConnectClient": ("ClientMessage", "DjangoCommand", True, True),
         "SendCommandToClient": ("SendCommandRequest", "SendCommandResponse", False, False),
-        "ExecuteCommandSync": ("SendCommandRequest", "CommandAck", False, False)}
+        "ExecuteCommandSync": ("SendCommandRequest", "CommandAck", False, False),
+        "BroadcastCommand": ("BroadcastCommandRequest", "BroadcastResult", False, True)}  # pinned by #16
+
+
+def test_broadcast_messages_are_the_pinned_ones():
+    """#16 pins these names and numbers: outside clients code against them."""
+    assert numbers(pb2.ClientSelector) == {"client_ids": 1, "client_type": 2, "all_connected": 3}
+    assert numbers(pb2.BroadcastCommandRequest) == {"selector": 1, "command": 2}
+    assert numbers(pb2.BroadcastClientResult) == {"client_id": 1, "ack": 2}
+    assert numbers(pb2.BroadcastSummary) == {"broadcast_id": 1, "targeted": 2, "acked": 3, "failed": 4}
+    assert numbers(pb2.BroadcastResult) == {"client": 1, "summary": 2}
+    oneofs = {o.name: [f.name for f in o.fields] for o in pb2.BroadcastResult.DESCRIPTOR.oneofs}
+    assert oneofs == {"result": ["client", "summary"]}
+    fields = pb2.BroadcastCommandRequest.DESCRIPTOR.fields_by_name
+    assert fields["selector"].message_type.name == "ClientSelector"
+    assert fields["command"].message_type.name == "DjangoCommand"
+    assert pb2.BroadcastClientResult.DESCRIPTOR.fields_by_name["ack"].message_type.full_name == "crypto.CommandAck"
+    assert pb2.ClientSelector.DESCRIPTOR.fields_by_name["client_ids"].is_repeated

@@ -17,6 +17,7 @@ class Servicer:
     def ConnectClient(self, requests, context): ...
     def SendCommandToClient(self, request, context): ...
     def ExecuteCommandSync(self, request, context): ...
+    def BroadcastCommand(self, request, context): ...
 
 
 def test_valid_bytes_parse_to_the_message():
@@ -47,6 +48,9 @@ def test_handlers_follow_the_descriptor_with_safe_deserializers_and_normal_seria
     assert not send.request_streaming and not send.response_streaming and not execute.request_streaming
     assert isinstance(connect.request_deserializer(b"\xff"), Malformed)
     assert isinstance(execute.request_deserializer(b"\xff"), Malformed)
+    broadcast = handlers["BroadcastCommand"]  # #16: one request, a stream of results
+    assert not broadcast.request_streaming and broadcast.response_streaming
+    assert isinstance(broadcast.request_deserializer(b"\xff"), Malformed)
     ack = common_pb2.CommandAck(command_id="c", success=True)
     assert execute.response_serializer(ack) == ack.SerializeToString()
     command = pb2.DjangoCommand(command_id="c", ping=pb2.PingCommand())
@@ -67,7 +71,7 @@ def test_add_service_registers_generic_and_registered_handlers():
     server = FakeServer()
     add_service(Servicer(), server)
     assert set(server.registered["crypto.CryptoStreamingService"]) == {
-        "ConnectClient", "SendCommandToClient", "ExecuteCommandSync"}
+        "ConnectClient", "SendCommandToClient", "ExecuteCommandSync", "BroadcastCommand"}
     details = type("D", (), {"method": "/crypto.CryptoStreamingService/ExecuteCommandSync",
                              "invocation_metadata": ()})()
     assert isinstance(server.generic[0].service(details), grpc.RpcMethodHandler)

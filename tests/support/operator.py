@@ -1,4 +1,4 @@
-"""Operator-side calls for tests: SendCommandToClient / ExecuteCommandSync with a bearer token."""
+"""Operator-side calls for tests: SendCommandToClient / ExecuteCommandSync / BroadcastCommand with a bearer token."""
 
 from __future__ import annotations
 
@@ -37,6 +37,19 @@ class Operator:
                    timeout: float = 10.0) -> pb2.SendCommandResponse:
         return await self.stub(target).SendCommandToClient(pause_request(client_id, command_id),
                                                            metadata=self.metadata, timeout=timeout)
+
+    async def broadcast(self, target: str, selector: pb2.ClientSelector, command: pb2.DjangoCommand | None = None,
+                        timeout: float = 10.0) -> tuple[list[pb2.BroadcastClientResult], pb2.BroadcastSummary | None]:
+        """Every client result in arrival order, and the summary (None if the stream ended without one)."""
+        command = command or pb2.DjangoCommand(pause=pb2.PauseClientCommand(reason="fleet"))
+        request = pb2.BroadcastCommandRequest(selector=selector, command=command)
+        results, summary = [], None
+        async for item in self.stub(target).BroadcastCommand(request, metadata=self.metadata, timeout=timeout):
+            if item.WhichOneof("result") == "client":
+                results.append(item.client)
+            else:
+                summary = item.summary
+        return results, summary
 
     async def close(self) -> None:
         for channel in self.channels.values():

@@ -188,3 +188,49 @@ class SendCommandResponse(_message.Message):
     error: str
     command_id: str
     def __init__(self, success: _Optional[bool] = ..., error: _Optional[str] = ..., command_id: _Optional[str] = ...) -> None: ...
+
+class ClientSelector(_message.Message):
+    __slots__ = ("client_ids", "client_type", "all_connected")
+    CLIENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ALL_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    client_ids: _containers.RepeatedScalarFieldContainer[str]
+    client_type: str
+    all_connected: bool
+    def __init__(self, client_ids: _Optional[_Iterable[str]] = ..., client_type: _Optional[str] = ..., all_connected: _Optional[bool] = ...) -> None: ...
+
+class BroadcastCommandRequest(_message.Message):
+    __slots__ = ("selector", "command")
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    selector: ClientSelector
+    command: DjangoCommand
+    def __init__(self, selector: _Optional[_Union[ClientSelector, _Mapping]] = ..., command: _Optional[_Union[DjangoCommand, _Mapping]] = ...) -> None: ...
+
+class BroadcastClientResult(_message.Message):
+    __slots__ = ("client_id", "ack")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    ack: _common_pb2.CommandAck
+    def __init__(self, client_id: _Optional[str] = ..., ack: _Optional[_Union[_common_pb2.CommandAck, _Mapping]] = ...) -> None: ...
+
+class BroadcastSummary(_message.Message):
+    __slots__ = ("broadcast_id", "targeted", "acked", "failed")
+    BROADCAST_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGETED_FIELD_NUMBER: _ClassVar[int]
+    ACKED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    broadcast_id: str
+    targeted: int
+    acked: int
+    failed: int
+    def __init__(self, broadcast_id: _Optional[str] = ..., targeted: _Optional[int] = ..., acked: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class BroadcastResult(_message.Message):
+    __slots__ = ("client", "summary")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    client: BroadcastClientResult
+    summary: BroadcastSummary
+    def __init__(self, client: _Optional[_Union[BroadcastClientResult, _Mapping]] = ..., summary: _Optional[_Union[BroadcastSummary, _Mapping]] = ...) -> None: ...

@@ -51,6 +51,11 @@ class CryptoStreamingServiceStub:
                 request_serializer=crypto__streaming__pb2.SendCommandRequest.SerializeToString,
                 response_deserializer=common__pb2.CommandAck.FromString,
                 _registered_method=True)
+        self.BroadcastCommand = channel.unary_stream(
+                '/crypto.CryptoStreamingService/BroadcastCommand',
+                request_serializer=crypto__streaming__pb2.BroadcastCommandRequest.SerializeToString,
+                response_deserializer=crypto__streaming__pb2.BroadcastResult.FromString,
+                _registered_method=True)
 
 
 class CryptoStreamingServiceServicer:
@@ -77,6 +82,14 @@ class CryptoStreamingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BroadcastCommand(self, request, context):
+        """One command to many clients (a fleet command): one result per targeted client, then a summary.
+        The caller's deadline bounds the whole broadcast.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CryptoStreamingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_CryptoStreamingServiceServicer_to_server(servicer, server):
                     servicer.ExecuteCommandSync,
                     request_deserializer=crypto__streaming__pb2.SendCommandRequest.FromString,
                     response_serializer=common__pb2.CommandAck.SerializeToString,
+            ),
+            'BroadcastCommand': grpc.unary_stream_rpc_method_handler(
+                    servicer.BroadcastCommand,
+                    request_deserializer=crypto__streaming__pb2.BroadcastCommandRequest.FromString,
+                    response_serializer=crypto__streaming__pb2.BroadcastResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +195,33 @@ class CryptoStreamingService:
             '/crypto.CryptoStreamingService/ExecuteCommandSync',
             crypto__streaming__pb2.SendCommandRequest.SerializeToString,
             common__pb2.CommandAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BroadcastCommand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/crypto.CryptoStreamingService/BroadcastCommand',
+            crypto__streaming__pb2.BroadcastCommandRequest.SerializeToString,
+            crypto__streaming__pb2.BroadcastResult.FromString,
             options,
             channel_credentials,
             insecure,

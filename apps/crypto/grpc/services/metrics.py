@@ -18,6 +18,14 @@ COMMANDS = Counter("crypto_commands_total", "Commands accepted by this replica, 
                    ["rpc", "kind", "outcome"])
 ACK_LATENCY = Histogram("crypto_ack_latency_seconds", "ExecuteCommandSync time to the client's ack", ["route"],
                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15))
+BROADCASTS = Counter("crypto_broadcasts_total", "BroadcastCommand calls this replica accepted, by selector way",
+                     ["selector"])
+BROADCAST_RESULTS = Counter("crypto_broadcast_results_total",
+                            "Per-client results of the broadcasts this replica accepted, by outcome", ["outcome"])
+BROADCAST_SECONDS = Histogram("crypto_broadcast_seconds", "BroadcastCommand time from acceptance to the summary",
+                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 30))
+BROADCAST_LOST_REPLICAS = Counter("crypto_broadcast_lost_replicas_total",
+                                  "Replicas that went away during a broadcast this replica accepted")
 BUS_ROUTED = Counter("crypto_bus_commands_routed_total", "Commands published to another replica's channel")
 BUS_NO_SUBSCRIBER = Counter("crypto_bus_publish_no_subscriber_total", "Publishes that reached no replica (owner gone)")
 GRACE_HELD = Gauge("crypto_grace_held_commands", "Commands this replica's callers have waiting in the grace buffer")

@@ -156,6 +156,31 @@ class CommandJournal:
                                "delivered_at": at} if delivery.delivered else
                   {"outcome": CommandOutcome.FAILED, "ack_error": delivery.error, "finished_at": at})
 
+    def broadcast_copy(self, client_id: str, payload: dict[str, Any], ack: common_pb2.CommandAck, *, sent_by: str,
+                       replica: str, routed_to: str, accepted_at: datetime, timed_out: bool) -> None:
+        """One bot's copy of a broadcast and how it ended, in one buffered record (so trace_command finds it).
+        `payload` is the broadcast's command as a dict, shared by every copy; the copy's own id goes in."""
+        self._put(ack.command_id, {
+            "client_id": client_id, "kind": payload.get("kind", ""), "payload": {**payload["command"],
+                                                                                  "command_id": ack.command_id},
+            "sent_by": sent_by, "accepted_by": replica, "routed_to": routed_to, "wait_for_ack": True,
+            "accepted_at": accepted_at, "outcome": ack_outcome(ack.success, timed_out), "ack_success": ack.success,
+            "ack_message": ack.message, "ack_error": ack.error, "finished_at": datetime.now(UTC)})
+
+    def broadcast(self, broadcast_id: str, selector: dict[str, Any], payload: dict[str, Any], counts: dict[str, Any],
+                  *, sent_by: str, replica: str, accepted_at: datetime, finished_at: datetime) -> None:
+        """The broadcast's own record (kind "broadcast"): who sent it, the selector, the command, the counts by
+        outcome and its timings; client_id names the selector ("*", "type:<t>" or "ids:<n>")."""
+        label = ("*" if selector.get("all_connected") else f"type:{selector['client_type']}"
+                 if selector.get("client_type") else f"ids:{len(selector.get('client_ids', []))}")
+        failed = counts.get("failed", 0)
+        self._put(broadcast_id, {
+            "client_id": label[:128], "kind": "broadcast", "sent_by": sent_by, "accepted_by": replica,
+            "wait_for_ack": True, "payload": {"selector": selector, "command": payload["command"], "counts": counts},
+            "outcome": CommandOutcome.ACKED if not failed else CommandOutcome.FAILED, "ack_success": not failed,
+            "ack_message": " ".join(f"{k}={v}" for k, v in counts.items() if isinstance(v, int)),
+            "accepted_at": accepted_at, "finished_at": finished_at})
+
     def late(self, ack: common_pb2.CommandAck) -> None:
         """An ack that arrived after its caller gave up: the record keeps it, marked late."""
         self._answer(ack, CommandOutcome.LATE)

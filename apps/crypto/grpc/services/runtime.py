@@ -20,6 +20,7 @@ from config.env import ENV, Environment
 from . import metrics
 from .auth import Authenticator
 from .bus.bus import CommandBus
+from .bus.cluster_view import LEASE_BEATS
 from .bus.connect import BusRedis, connect_bus_redis
 from .bus.keys import Keys
 from .bus.link import BusUnavailable, RedisLink
@@ -197,7 +198,7 @@ SHUTDOWN: tuple[tuple[str, Callable[[Runtime], Awaitable[object]]], ...] = (
 def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts: Any) -> Runtime:
     """Wire a replica from config; `parts` replaces a piece (tests pass a different authenticator)."""
     from .handlers import command_ack, lifecycle
-    from .handlers.clients import forget_client
+    from .handlers.clients import clients_of_type, forget_client
     from .handlers.dispatch import Dispatcher
     from .handlers.table import PARTS
 
@@ -233,6 +234,8 @@ def build_runtime(config: CryptoStreamingConfig, env: Environment = ENV, **parts
     )
     runtime.runner.on_health = runtime.on_bus_health
     bus.on_late_ack = runtime.journal.late
+    bus.fleet.client_types = clients_of_type
+    bus.fleet.lease_max_age = LEASE_BEATS * config.replica_beat_interval
     crypto_app().runtime = runtime  # grpc_handlers() finds it there
     return runtime
 

@@ -1,10 +1,13 @@
-"""CryptoStreamingService: the three RPCs of the contract, thin over the runtime."""
+"""CryptoStreamingService: the RPCs of the contract, thin over the runtime."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from google.protobuf.json_format import MessageToDict
 
 import grpc
 
@@ -14,9 +17,10 @@ from ..generated import crypto_streaming_pb2_grpc as pb2_grpc
 from . import metrics
 from .errors import NotServing, rpc_boundary
 from .bus.bus import DuplicateCommand
+from .bus.broadcast import NOT_ACKED
 from .bus.outcomes import Answer
 from .commands.base import stamp
-from .proto.validation import MAX_TEXT_CHARS, validate_client_id, validate_command
+from .proto.validation import MAX_TEXT_CHARS, validate_broadcast, validate_client_id, validate_command
 from .records import ack_outcome
 from .runtime import Runtime
 from .streaming.stream import ConnectFlow, metadata_of
@@ -65,6 +69,51 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
                     command.command_id, operator, ack.success)
         return ack
 
+    @rpc_boundary
+    async def BroadcastCommand(self, request: pb2.BroadcastCommandRequest,
+                               context: grpc.aio.ServicerContext) -> None:
+        """One command to every client the selector matches: a result per targeted client, then the summary."""
+        operator = self.rt.authenticator.authenticate_operator(metadata_of(context))
+        if not self.rt.runner.healthy:
+            raise NotServing("command bus unavailable: redis unreachable")
+        validate_broadcast(request, max_text_chars=self.rt.config.max_text_chars)
+        command = pb2.DjangoCommand()
+        command.CopyFrom(request.command)
+        command.retry = False
+        stamp(command)
+        if request.command.command_id and not await self.rt.bus.link.reserve(command.command_id,
+                                                                              self.rt.config.command_id_ttl):
+            raise DuplicateCommand(f"command_id {command.command_id!r} was used before; leave command_id empty "
+                                   "and the server generates a fresh one")
+        timeout = self._timeout(context, self.rt.config.ack_timeout)
+        accepted_at, replica, journal = datetime.now(UTC), self.rt.replica_id, self.rt.journal
+        payload = {"kind": command.WhichOneof("command") or "",
+                   "command": MessageToDict(command, preserving_proto_field_name=True)}
+        logger.info("broadcast.accepted broadcast_id=%s operator=%s timeout=%.2f", command.command_id, operator, timeout)
+
+        async def on_result(client_id: str, ack: common_pb2.CommandAck, routed_to: str) -> None:
+            timed_out = ack.error.startswith(NOT_ACKED)
+            metrics.BROADCAST_RESULTS.labels(ack_outcome(ack.success, timed_out).value).inc()
+            journal.broadcast_copy(client_id, payload, ack, sent_by=operator, replica=replica, routed_to=routed_to,
+                                   accepted_at=accepted_at, timed_out=timed_out)
+            await context.write(pb2.BroadcastResult(client=pb2.BroadcastClientResult(client_id=client_id, ack=ack)))
+
+        metrics.BROADCASTS.labels(selector_way(request.selector)).inc()
+        started = time.perf_counter()
+        summary = await self.rt.bus.fleet.broadcast(request.selector, command, timeout, on_result)
+        metrics.BROADCAST_SECONDS.observe(time.perf_counter() - started)
+        metrics.BROADCAST_LOST_REPLICAS.inc(len(summary.lost))
+        counts = {"targeted": summary.targeted, "acked": summary.acked, "failed": summary.failed,
+                  "replicas": summary.replicas, "lost_replicas": summary.lost}
+        journal.broadcast(command.command_id, MessageToDict(request.selector, preserving_proto_field_name=True),
+                          payload, counts, sent_by=operator, replica=replica, accepted_at=accepted_at,
+                          finished_at=datetime.fromtimestamp(summary.finished, UTC))
+        logger.info("broadcast.finished broadcast_id=%s targeted=%d acked=%d failed=%d replicas=%d lost=%d",
+                    command.command_id, summary.targeted, summary.acked, summary.failed, len(summary.replicas),
+                    len(summary.lost))
+        await context.write(pb2.BroadcastResult(summary=pb2.BroadcastSummary(
+            broadcast_id=command.command_id, targeted=summary.targeted, acked=summary.acked, failed=summary.failed)))
+
     def _observe(self, command: pb2.DjangoCommand, answer: Answer, elapsed: float) -> None:
         outcome = ack_outcome(answer.ack.success, answer.timed_out)
         metrics.COMMANDS.labels("execute", command.WhichOneof("command"), outcome.value).inc()
@@ -89,6 +138,11 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
     def _timeout(context: grpc.aio.ServicerContext, default: float) -> float:
         remaining = context.time_remaining()
         return default if remaining is None else max(0.0, min(default, remaining - DEADLINE_MARGIN))
+
+
+def selector_way(selector: pb2.ClientSelector) -> str:
+    """The selector's one way (validated), a bounded metric label."""
+    return "client_ids" if selector.client_ids else "client_type" if selector.client_type else "all_connected"
 
 
 def prepare_command(request: pb2.SendCommandRequest, max_text_chars: int = MAX_TEXT_CHARS) -> pb2.DjangoCommand:

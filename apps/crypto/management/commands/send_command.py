@@ -2,6 +2,10 @@
 
 Without --wait the command is delivered (SendCommandToClient); with --wait the bot's CommandAck is
 awaited (ExecuteCommandSync). Any failure, including a negative ack, exits non-zero.
+
+`manage.py send_command --all | --client-type T | --clients a,b,c <kind>`: a fleet command
+(BroadcastCommand): one call, every targeted bot's ack awaited (up to --timeout), a progress line while
+the results come in, then a table of them and the summary; exits non-zero when any bot failed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from apps.crypto.grpc.services.commands import (
     build_command,
     builder_params,
     connect_sync,
+    selector,
 )
 
 # argparse dest -> the flag an operator typed, for error messages
@@ -94,11 +99,43 @@ _OUTCOMES: Mapping[type, tuple[Callable[[Any, pb2.DjangoCommand], str], Callable
 }
 
 
+def fleet_selector(options: Mapping[str, Any]) -> pb2.ClientSelector | None:
+    """The ClientSelector of --all / --client-type / --clients, or None for a one-bot command."""
+    if options.get("all_connected"):
+        return selector(all_connected=True)
+    if options.get("client_type"):
+        return selector(client_type=options["client_type"])
+    if options.get("clients") is not None:
+        ids = [c.strip() for c in options["clients"].split(",") if c.strip()]
+        if not ids:
+            raise CommandError("--clients needs at least one client_id")
+        return selector(ids)
+    return None
+
+
+def progress_bar(done: int, width: int = 20) -> str:
+    """A spinner-like bar (the total is known only at the end, from the summary)."""
+    filled = done % (width + 1)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def render_table(results: list[pb2.BroadcastClientResult]) -> str:
+    """One row per bot: client_id, ok/FAILED, the ack's message or error."""
+    if not results:
+        return "no bot targeted"
+    width = max(len("client_id"), *(len(r.client_id) for r in results))
+    rows = [f"{'client_id':<{width}}  result  detail"]
+    for r in sorted(results, key=lambda r: (r.ack.success, r.client_id)):
+        rows.append(f"{r.client_id:<{width}}  {'ok' if r.ack.success else 'FAILED':<6}  "
+                    f"{(r.ack.message if r.ack.success else r.ack.error)[:120]}")
+    return "\n".join(rows)
+
+
 class Command(BaseCommand):
     help = "Send a command (pause, resume, ping, sync_wallets, request_status) to a connected bot."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("client_id", help="the bot's client_id")
+        parser.add_argument("client_id", nargs="?", help="the bot's client_id (not with --all/--client-type/--clients)")
         parser.add_argument("kind", choices=list(COMMAND_BUILDERS), help="command to send")
         parser.add_argument("--wait", action="store_true", help="wait for the bot's CommandAck (ExecuteCommandSync)")
         parser.add_argument("--timeout", type=positive_float, default=None,
@@ -109,11 +146,24 @@ class Command(BaseCommand):
         parser.add_argument("--symbols", nargs="+", metavar="SYMBOL", help="sync_wallets: symbols (default: all)")
         parser.add_argument("--include-stats", action="store_const", const=True, dest="include_stats",
                             help="request_status: ask for statistics too")
+        fleet = parser.add_mutually_exclusive_group()
+        fleet.add_argument("--all", action="store_true", dest="all_connected",
+                           help="a fleet command to every connected bot (BroadcastCommand)")
+        fleet.add_argument("--client-type", metavar="T", help="a fleet command to the bots registered with this type")
+        fleet.add_argument("--clients", metavar="A,B,C", help="a fleet command to these bots (comma-separated)")
         parser.add_argument("--target", help="gRPC server host:port (default: CRYPTO_GRPC_TARGET)")
         parser.add_argument("--token", help="operator token (default: CRYPTO_OPERATOR_TOKEN or CRYPTO_OPERATOR_TOKENS)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         client_id, kind = options["client_id"], options["kind"]
+        fleet = fleet_selector(options)
+        if fleet is not None:
+            if client_id is not None:
+                raise CommandError("give either a client_id or one of --all, --client-type, --clients")
+            self._broadcast(fleet, kind, options)
+            return
+        if client_id is None:
+            raise CommandError("a client_id is required (or one of --all, --client-type, --clients)")
         command = self._build(client_id, kind, options)
         result = self._deliver(client_id, command, options)
         render, failure = _OUTCOMES[type(result)]
@@ -121,6 +171,35 @@ class Command(BaseCommand):
         reason = failure(result)
         if reason is not None:
             raise CommandError(f"{kind} to {client_id}: {reason}")
+
+    def _broadcast(self, fleet: pb2.ClientSelector, kind: str, options: dict[str, Any]) -> None:
+        options["symbols"] = split_symbols(options.get("symbols"))
+        try:
+            command = build_command(kind, **command_params(kind, options))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        counts = {"acked": 0, "failed": 0}
+
+        def progress(result: pb2.BroadcastClientResult) -> None:
+            counts["acked" if result.ack.success else "failed"] += 1
+            done = counts["acked"] + counts["failed"]
+            self.stderr.write(f"\r{progress_bar(done)} {done} results: {counts['acked']} acked, "
+                              f"{counts['failed']} failed", ending="")
+
+        try:
+            with connect_sync(options.get("target"), options.get("token")) as client:
+                outcome = client.run(lambda c: c.broadcast(fleet, command, options.get("timeout"), on_result=progress))
+        except CommandClientError as exc:
+            raise CommandError(f"{kind} to the fleet failed: {exc}") from None
+        self.stderr.write("")
+        self.stdout.write(render_table(outcome.results))
+        summary = outcome.summary
+        if summary is None:
+            raise CommandError(f"{kind} to the fleet: the server ended the call without a summary")
+        self.stdout.write(f"broadcast_id={summary.broadcast_id} targeted={summary.targeted} acked={summary.acked} "
+                          f"failed={summary.failed}")
+        if summary.failed:
+            raise CommandError(f"{kind} to the fleet: {summary.failed} of {summary.targeted} bots failed")
 
     def _build(self, client_id: str, kind: str, options: dict[str, Any]) -> pb2.DjangoCommand:
         options["symbols"] = split_symbols(options.get("symbols"))

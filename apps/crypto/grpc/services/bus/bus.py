@@ -26,6 +26,7 @@ from ..streaming.reasons import OWNERSHIP_LOST, TAKEOVER
 from ..streaming.session import StreamSession
 from . import messages as m
 from ..tasks import TaskOwner
+from .broadcast import FleetCommands
 from .link import BusUnavailable, HoldStatus, RedisLink, RefreshStatus, Route, Settlement
 from .messages import EnvelopeKind as Kind
 from .outcomes import Answer, Delivery, failure_ack
@@ -71,7 +72,9 @@ class CommandBus:
         self.on_late_ack: Callable[[common_pb2.CommandAck], None] = lambda ack: None  # the journal records it
         self._handlers = {Kind.COMMAND: self._on_command, Kind.DELIVERED: self._on_delivery,
                           Kind.UNDELIVERABLE: self._on_delivery, Kind.ACK: self._on_ack_envelope,
-                          Kind.EVICT: self._on_evict, Kind.LIST: self._on_list}
+                          Kind.EVICT: self._on_evict, Kind.LIST: self._on_list,
+                          Kind.BROADCAST: self._on_broadcast, Kind.BROADCAST_CANCEL: self._on_broadcast_cancel}
+        self.fleet = FleetCommands(self)  # fleet commands (BroadcastCommand), both sides
 
     # streams -----------------------------------------------------------------
     async def attach(self, session: StreamSession) -> None:
@@ -262,6 +265,35 @@ class CommandBus:
                 return None
             if event.kind in CONFIRMS:
                 return event
+        return None
+
+    # what a broadcast's part uses: the same local ack settlement as an awaited local command ------------
+    def wait_ack(self, command_id: str, client_id: str) -> asyncio.Future[common_pb2.CommandAck] | None:
+        """Wait here for the ack of a command offered to a local stream; None when that id is in flight."""
+        if command_id in self._pending:
+            return None
+        pending = self._pending[command_id] = Pending(client_id)
+        return pending.ack
+
+    def stop_waiting(self, command_id: str, expired: bool = False) -> None:
+        """No longer waiting; `expired`: an ack arriving later is recorded as late."""
+        self._pending.pop(command_id, None)
+        if expired:
+            self._expired.add(command_id)
+
+    def offer_awaited(self, session: StreamSession, command: pb2.DjangoCommand) -> bool:
+        """Queue on a local stream; its ack (or the stream's end) settles the wait here, without Redis."""
+        return self._offer(session, command, self.me)
+
+    def own(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self._owned(coro)
+
+    def _on_broadcast(self, envelope: m.Envelope) -> FollowUp:
+        self.fleet.on_request(envelope)
+        return None
+
+    def _on_broadcast_cancel(self, envelope: m.Envelope) -> FollowUp:
+        self.fleet.on_cancel(envelope)
         return None
 
     def _offer(self, session: StreamSession, command: pb2.DjangoCommand, reply_to: str) -> bool:

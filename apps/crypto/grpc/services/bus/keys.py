@@ -51,6 +51,9 @@ class Keys:
     def listing(self, request_id: str) -> str:  # list the replicas push their clients to, TTL LISTING_TTL
         return f"{self.prefix}:listing:{request_id}"
 
+    def broadcast(self, broadcast_id: str) -> str:  # list the replicas push a broadcast's result batches to
+        return f"{self.prefix}:bcast:{client_tag(broadcast_id)}"
+
     def channel(self, replica_id: str) -> str:  # (sharded) pub/sub channel a replica listens on
         return self.channel_prefix() + replica_id
 

@@ -30,6 +30,8 @@ from .messages import Envelope, Owner, encode
 
 ACK_RESULT_TTL_MS = 10 * 60 * 1000
 HELD_SLACK_MS = 5000  # held lists outlive the grace window by this, for withdrawals
+BROADCAST_TTL_MS = 60_000  # a broadcast's result list outlives its caller by at most this (a caller that died)
+BROADCAST_POP = 1_000  # result batches taken per BLMPOP
 LISTING_TTL_MS = 30_000  # a listing's replies, kept this long for a slow reader
 LEASE_FORGOTTEN = 3600.0  # a replica lease this old (a killed replica) is removed by the next reader
 CLUSTER_FANOUT = 64  # scripts in flight at once when refreshing claims on a cluster (no pipelines there)
@@ -124,6 +126,8 @@ class RedisLink:
         self._route = redis.register_script(self.ROUTE)
         self._settle_ack = redis.register_script(self.SETTLE_ACK)
         self._reserve = redis.register_script(self.RESERVE)
+        self._fan_out = redis.register_script(self.FAN_OUT)
+        self._post_batch = redis.register_script(self.POST_BATCH)
 
     async def _run(self, coro: Any) -> Any:
         try:
@@ -396,6 +400,47 @@ return 0
         key = self.keys.listing(request_id)
         await self._run(self.redis.rpush(key, payload))
         await self._run(self.redis.pexpire(key, LISTING_TTL_MS))
+
+    # no keys; ARGV[1] channel name prefix, ARGV[2] envelope, ARGV[3..] replica ids
+    # A broadcast's one round trip out: the envelope to every replica's channel; returns each one's receivers.
+    FAN_OUT = """
+local reached = {}
+for i = 3, #ARGV do reached[#reached + 1] = redis.call('PUBLISH', ARGV[1] .. ARGV[i], ARGV[2]) end
+return reached
+"""
+
+    async def fan_out(self, replica_ids: list[str], envelope: Envelope) -> dict[str, int]:
+        """The same envelope to each replica's channel, in one call (one SPUBLISH each on a cluster, where
+        the channels live on different shards); the receivers each publish reached."""
+        if not replica_ids:
+            return {}
+        raw = encode(envelope)
+        if self.sharded:
+            counts = await self._run(asyncio.gather(*(self._publish_raw(r, raw) for r in replica_ids)))
+        else:
+            counts = await self._run(self._fan_out(keys=[], args=[self._inline, raw, *replica_ids]))
+        return {replica: int(count) for replica, count in zip(replica_ids, counts)}
+
+    # KEYS[1] the broadcast's result list   ARGV[1] batch, ARGV[2] TTL ms
+    POST_BATCH = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+    async def post_batch(self, broadcast_id: str, payload: str) -> None:
+        """A replica's batch of results for the broadcast's caller: one call."""
+        key = self.keys.broadcast(broadcast_id)
+        await self._run(self._post_batch(keys=[key], args=[payload, BROADCAST_TTL_MS]))
+
+    async def take_batches(self, broadcast_id: str, timeout: float) -> list[str]:
+        """Every batch waiting (one BLMPOP), or [] after timeout seconds."""
+        key = self.keys.broadcast(broadcast_id)
+        reply = await self._run(self.redis.blmpop(max(timeout, 0.01), 1, key, direction="LEFT", count=BROADCAST_POP))
+        return [_text(item) for item in reply[1]] if reply else []
+
+    async def drop_batches(self, broadcast_id: str) -> None:
+        await self._run(self.redis.delete(self.keys.broadcast(broadcast_id)))
 
     async def ping(self) -> bool:
         return bool(await self._run(self.redis.ping()))

@@ -21,6 +21,8 @@ class EnvelopeKind(StrEnum):
     ACK = "ack"  # the client's CommandAck, or a failure ack from the owner
     EVICT = "evict"  # a newer claim exists: end the stream if its epoch is older
     LIST = "list"  # push your clients to the listing command_id names (the cluster view asks every replica)
+    BROADCAST = "bcast"  # a fleet command: deliver to your matching streams, push their acks in batches
+    BROADCAST_CANCEL = "bcancel"  # the broadcast's caller is gone: withdraw what was not written yet
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Envelope:
     epoch: int = 0
     sender: str = ""
     reason: str = ""
+    timeout: float = 0.0  # seconds the receiver has for its part (a broadcast)
 
 
 FIELDS = tuple(f.name for f in fields(Envelope))

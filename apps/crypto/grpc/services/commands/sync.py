@@ -54,6 +54,10 @@ class SyncCommandClient(Generic[CommandT, ResponseT, AckT]):
                  timeout: float | None = None) -> ResponseT | AckT:
         return self._run(lambda client: client.dispatch(client_id, command, wait=wait, timeout=timeout))
 
+    def run(self, call: Callable[[StreamingCommandClient[CommandT, ResponseT, AckT]], Coroutine[Any, Any, T]]) -> T:
+        """Any call of the async client, blocking (for example `run(lambda c: c.broadcast(...))`)."""
+        return self._run(call)
+
     def _run(self, call: Callable[[StreamingCommandClient[CommandT, ResponseT, AckT]], Coroutine[Any, Any, T]]) -> T:
         runner = self._started()
         future = runner.submit(self._invoke(call))

@@ -129,3 +129,24 @@ def _store(plan: Plan) -> list[Refusal]:
 
 
 CLIENT_ROWS: Final = Part("client", _store)
+
+
+TYPE_LOOKUP_CHUNK: Final = 500  # client_ids per query (SQLite allows 32,766 parameters)
+
+
+async def clients_of_type(client_type: str, client_ids: list[str]) -> set[str]:
+    """Those of `client_ids` whose Client row has this client_type (a broadcast's selector, on each replica)."""
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(_of_type)(client_type, client_ids)
+
+
+def _of_type(client_type: str, client_ids: list[str]) -> set[str]:
+    from apps.crypto.models import Client
+
+    found: set[str] = set()
+    for start in range(0, len(client_ids), TYPE_LOOKUP_CHUNK):
+        chunk = client_ids[start:start + TYPE_LOOKUP_CHUNK]
+        found.update(Client.objects.filter(client_type=client_type, client_id__in=chunk)
+                     .values_list("client_id", flat=True))
+    return found

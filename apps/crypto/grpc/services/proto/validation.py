@@ -16,6 +16,11 @@ The bounds:
 - no NUL character in any text (PostgreSQL cannot store it);
 - timestamp, when set, inside the range protobuf can render (0001-01-01 .. 9999-12-31), since the command
   is published as JSON;
+- a broadcast's selector (ClientSelector): exactly one of client_ids, client_type, all_connected set;
+  at most MAX_SELECTOR_IDS (10,000) client_ids, each a valid client_id; client_type at most
+  MAX_CLIENT_TYPE (64) characters (Client.client_type max_length); a broadcast's command_id at most
+  MAX_BROADCAST_ID (64) characters, so "<broadcast_id>:<client_id>" fits a command_id or is shortened
+  with a digest of the client_id (bus/broadcast.py);
 - the whole command at most MAX_COMMAND_BYTES (256 KiB) serialized, checked after the fields (so an
   oversize field is named): the largest command the bounds above allow (1,000 symbols of 32 four-byte
   UTF-8 characters, about 130 KB) stays under it, while unknown fields cannot smuggle megabytes to the bot.
@@ -39,6 +44,10 @@ MAX_SYMBOL_CHARS: Final = 32  # Wallet.symbol max_length
 MAX_COMMAND_BYTES: Final = 256 * 1024
 MIN_TIMESTAMP_SECONDS: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
 MAX_TIMESTAMP_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_SELECTOR_IDS: Final = 10_000
+MAX_CLIENT_TYPE: Final = 64  # Client.client_type max_length
+MAX_BROADCAST_ID: Final = 64  # leaves room for ":<client_id digest>" inside MAX_COMMAND_ID
+SELECTOR_WAYS: Final = ("client_ids", "client_type", "all_connected")
 COMMAND_KINDS: Final = ("ping", "pause", "resume", "sync_wallets", "request_status")
 # command_id prefix of the replica's own keepalive pings (streaming/supervisor.py): an operator may not use
 # it, or the ack of its command could be taken for a keepalive's and left unstored
@@ -112,5 +121,31 @@ def validate_request(request: pb2.SendCommandRequest, *, max_text_chars: int = M
     validate_command(request.command, max_text_chars=max_text_chars)
 
 
-__all__ = ["MAX_COMMAND_BYTES", "MAX_COMMAND_ID", "MAX_SYMBOLS", "MAX_SYMBOL_CHARS", "MAX_TEXT_CHARS",
-           "validate_client_id", "validate_command", "validate_request"]
+def validate_selector(selector: pb2.ClientSelector) -> None:
+    """Exactly one way of choosing clients, within its bounds."""
+    chosen = [way for way in SELECTOR_WAYS if (selector.client_ids if way == "client_ids" else getattr(selector, way))]
+    if len(chosen) != 1:
+        found = "none" if not chosen else " and ".join(chosen)
+        raise InvalidRequest(f"selector must set exactly one of client_ids, client_type, all_connected (found {found})")
+    if len(selector.client_ids) > MAX_SELECTOR_IDS:
+        raise InvalidRequest(f"selector.client_ids: too many: {len(selector.client_ids)}, max {MAX_SELECTOR_IDS}")
+    for index, client_id in enumerate(selector.client_ids):
+        if not client_id:
+            raise InvalidRequest(f"selector.client_ids[{index}] is empty")
+        _check_text(client_id, f"selector.client_ids[{index}]", MAX_CLIENT_ID)
+    _check_text(selector.client_type, "selector.client_type", MAX_CLIENT_TYPE)
+
+
+def validate_broadcast(request: pb2.BroadcastCommandRequest, *, max_text_chars: int = MAX_TEXT_CHARS) -> None:
+    """A BroadcastCommandRequest: its selector, then its command as any other command's."""
+    if not request.HasField("selector"):
+        raise InvalidRequest("selector is required: set exactly one of client_ids, client_type, all_connected")
+    validate_selector(request.selector)
+    if not request.HasField("command"):
+        raise InvalidRequest(f"command must set one of: {', '.join(COMMAND_KINDS)}")
+    validate_command(request.command, max_text_chars=max_text_chars)
+    _check_text(request.command.command_id, "command_id (of a broadcast)", MAX_BROADCAST_ID)
+
+
+__all__ = ["MAX_BROADCAST_ID", "MAX_CLIENT_TYPE", "MAX_COMMAND_BYTES", "MAX_SELECTOR_IDS", "MAX_COMMAND_ID", "MAX_SYMBOLS", "MAX_SYMBOL_CHARS", "MAX_TEXT_CHARS",
+           "validate_broadcast", "validate_client_id", "validate_command", "validate_request", "validate_selector"]

@@ -83,6 +83,17 @@ class StreamSession:
         self._wake_writer()
         return True
 
+    def withdraw(self, command_id: str) -> bool:
+        """Take back a command queued but not written yet (a cancelled broadcast); True when it was."""
+        queue = self._queue
+        if not queue:
+            return False
+        for command in queue:
+            if command.command_id == command_id:
+                queue.remove(command)
+                return True
+        return False
+
     def serve(self, start_writer: WriterFactory, sink: grpc.aio.ServicerContext) -> None:
         """The calling task reads the stream from now on; queued commands are written to `sink` by tasks
         that `start_writer` (shared by all sessions) creates on demand. Commands queued before are written now."""
