@@ -1,8 +1,8 @@
 """Commands sent from web code (admin actions, HTTP API) through the same gRPC path as send_command.
 
 Every command goes to CRYPTO_GRPC_TARGET as SendCommandToClient (wait=False) or ExecuteCommandSync
-(wait=True) with an operator token, so the serving replica records, routes and times it exactly as
-it does for any other operator. Target and token are read from the environment on every call (not
+(wait=True), and a command to many clients as ONE BroadcastCommand (run_broadcast), with an operator
+token, so the serving replica records, routes and times it exactly as it does for any other operator. Target and token are read from the environment on every call (not
 frozen at import like config.env.ENV) so tests and long-lived web processes can change them.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.commands import (
+    BroadcastOutcome,
     CommandClientError,
     CryptoStreamingCommandClient,
     build_command,
@@ -126,3 +127,56 @@ def run_commands_sync(requests: Sequence[CommandRequest], *, target: str | None 
                       token: str | None = None) -> list[CommandResult]:
     """Blocking run_commands for sync views; call from a thread without a running event loop."""
     return asyncio.run(run_commands(requests, target=target, token=token))
+
+
+@dataclass(frozen=True)
+class BroadcastReply:
+    """A whole BroadcastCommand: each targeted client's reply (as CommandReply) and the summary's counts."""
+
+    broadcast_id: str
+    kind: str
+    replies: list[CommandReply]  # one per targeted client, in the order they arrived
+    targeted: int
+    acked: int
+    failed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"broadcast_id": self.broadcast_id,
+                "results": [{"client_id": r.client_id, "command_id": r.command_id, "success": r.success,
+                             "message": r.message, "error": r.error, "current_status": r.current_status}
+                            for r in self.replies],
+                "summary": {"targeted": self.targeted, "acked": self.acked, "failed": self.failed}}
+
+
+def _from_outcome(kind: str, command: pb2.DjangoCommand, outcome: BroadcastOutcome) -> BroadcastReply:
+    replies = [CommandReply(result.client_id, kind, result.ack.command_id, True, result.ack.success,
+                            result.ack.message, result.ack.error,
+                            common_pb2.ClientStatus.Name(result.ack.current_status))
+               for result in outcome.results]
+    summary = outcome.summary
+    if summary is None:  # the stream ended without its summary: count what came
+        acked = sum(reply.success for reply in replies)
+        return BroadcastReply(command.command_id, kind, replies, len(replies), acked, len(replies) - acked)
+    return BroadcastReply(summary.broadcast_id, kind, replies, summary.targeted, summary.acked, summary.failed)
+
+
+async def run_broadcast(kind: str, params: Mapping[str, Any], client_selector: pb2.ClientSelector, *,
+                        timeout: float | None = None, target: str | None = None,
+                        token: str | None = None) -> BroadcastReply:
+    """ONE BroadcastCommand of `kind` to the clients the selector matches, waiting up to `timeout` for acks.
+
+    ValueError for a bad kind or parameter (nothing sent); CommandClientError when the RPC itself fails
+    (INVALID_ARGUMENT for a malformed selector, UNAVAILABLE, ...).
+    """
+    command = prepare(CommandRequest("", kind, params))
+    client_token = default_token() if token is None else token
+    async with CryptoStreamingCommandClient.from_env(target or command_target(), client_token) as client:
+        outcome = await client.broadcast(client_selector, command, timeout=timeout)
+    return _from_outcome(kind, command, outcome)
+
+
+def run_broadcast_sync(kind: str, params: Mapping[str, Any], client_selector: pb2.ClientSelector, *,
+                       timeout: float | None = None, target: str | None = None,
+                       token: str | None = None) -> BroadcastReply:
+    """Blocking run_broadcast for sync views; call from a thread without a running event loop."""
+    return asyncio.run(run_broadcast(kind, params, client_selector, timeout=timeout, target=target, token=token))

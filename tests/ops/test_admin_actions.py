@@ -12,7 +12,7 @@ from django.test import Client as HttpClient
 from django.test import override_settings
 from django.urls import reverse
 
-from apps.crypto.models import Client
+from apps.crypto.models import Client, CommandRecord
 from tests.ops.support import (
     HOST,
     PLAIN_STATIC,
@@ -150,3 +150,29 @@ def test_live_column_is_unknown_without_redis_or_when_it_fails(monkeypatch):
     detail = browser.get(reverse("admin:crypto_client_change", args=[Client.objects.get(client_id=client_id).pk]))
     assert detail.status_code == 200 and ">unknown<" in detail.content.decode()
 
+
+
+async def test_action_on_three_bots_is_one_broadcast_with_every_ack_and_the_summary(monkeypatch):
+    async with running_server() as server:
+        point_commands_at(monkeypatch, server.target, server.operator_token)
+        bots = [await connected_bot(server) for _ in range(3)]
+        try:
+            before = await CommandRecord.objects.filter(kind="broadcast").acount()
+            browser = await asyncio.to_thread(admin_browser)
+            page = await asyncio.to_thread(run_action, browser, "send_pause", *(bot.client_id for bot in bots))
+            for bot in bots:
+                await bot.wait_commands(1)
+        finally:
+            for bot in bots:
+                await bot.__aexit__()
+    [broadcast_id] = {bot.commands[0].command_id.split(":")[0] for bot in bots}  # one broadcast reached all three
+    for bot in bots:
+        assert bot.commands[0].command_id == f"{broadcast_id}:{bot.client_id}"
+        assert f"{bot.client_id}: pause acked: done (status CLIENT_STATUS_ACTIVE, command {broadcast_id}:" in page
+    assert f"pause broadcast {broadcast_id}: targeted 3, acked 3, failed 0" in page
+    record = await finished_record(broadcast_id)
+    assert record.kind == "broadcast" and record.client_id == "ids:3" and record.outcome == "acked"
+    assert sorted(record.payload["selector"]["client_ids"]) == sorted(bot.client_id for bot in bots)
+    assert await CommandRecord.objects.filter(kind="broadcast").acount() == before + 1
+    copy = await finished_record(bots[0].commands[0].command_id)
+    assert copy.kind == "pause" and copy.outcome == "acked" and copy.client_id == bots[0].client_id

@@ -110,7 +110,7 @@ def test_ping_action_reaches_the_bot_and_the_page_shows_its_ack(console: Console
     result = console.judge("after-ping", mark)
     assert not result.problem, result.problem
     acked = re.search(rf"{re.escape(client_id)}: ping acked: pong from {re.escape(client_id)} "
-                      r"\(status CLIENT_STATUS_ACTIVE, command (?P<command_id>[0-9a-f-]+)\)", result.text)
+                      r"\(status CLIENT_STATUS_ACTIVE, command (?P<command_id>[0-9a-f-]+:[^\s)]+)\)", result.text)
     assert acked, f"no ping ack in the page: {result.text[:1500]}"
     command_id = acked["command_id"]
     assert command_id in stack.bot.ping_ids(), (command_id, stack.bot.ping_ids())
