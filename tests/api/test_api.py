@@ -241,7 +241,7 @@ def test_every_command_kind_has_its_params():
 # ---------------------------------------------------------------------------- schema
 
 
-async def test_schema_is_valid_openapi_with_the_three_paths():
+async def test_schema_is_valid_openapi_with_the_four_paths():
     response = await AsyncClient().get(f"{API}/schema/",
                                                              headers={"accept": "application/vnd.oai.openapi+json"})
     assert response.status_code == 200
@@ -249,9 +249,94 @@ async def test_schema_is_valid_openapi_with_the_three_paths():
     validate_schema(schema)
     assert schema["openapi"] == "3.1.0"
     assert set(schema["paths"]) == {f"{API}/clients/", f"{API}/clients/{{client_id}}/",
-                                    f"{API}/clients/{{client_id}}/commands/"}
+                                    f"{API}/clients/{{client_id}}/commands/", f"{API}/broadcast/"}
     command = schema["paths"][f"{API}/clients/{{client_id}}/commands/"]["post"]
     assert {"200", "400", "401", "404", "503", "504"} <= set(command["responses"])
     assert command["security"] == [{"operatorToken": []}]
     assert schema["components"]["securitySchemes"]["operatorToken"]["scheme"] == "bearer"
     assert set(schema["components"]["schemas"]["KindEnum"]["enum"]) == set(COMMAND_BUILDERS)
+    broadcast = schema["paths"][f"{API}/broadcast/"]["post"]
+    assert {"200", "400", "401", "503", "504"} <= set(broadcast["responses"])
+    assert broadcast["security"] == [{"operatorToken": []}]
+
+
+# ---------------------------------------------------------------------------- broadcast
+
+
+async def post_broadcast(body: Any, token: str | None = OPERATOR_TOKEN) -> Any:
+    return await AsyncClient().post(f"{API}/broadcast/", body, content_type="application/json", headers=auth(token))
+
+
+async def test_broadcast_returns_every_bots_result_and_the_summary(monkeypatch):
+    async with running_server(ack_timeout=2) as server:
+        point_commands_at(monkeypatch, server.target, server.operator_token)
+        bots = [await connected_bot(server) for _ in range(3)]
+        offline = new_client_id()
+        try:
+            ids = [bot.client_id for bot in bots]
+            response = await post_broadcast({"selector": {"client_ids": [*ids, offline]},
+                                             "command": {"kind": "pause", "params": {"reason": "api fleet"}},
+                                             "timeout": 3})
+            everyone = await post_broadcast({"selector": {"all_connected": True}, "command": {"kind": "resume"}})
+        finally:
+            for bot in bots:
+                await bot.__aexit__()
+    assert response.status_code == 200, response.content
+    body = response.json()
+    broadcast_id = body["broadcast_id"]
+    assert body["summary"] == {"targeted": 4, "acked": 3, "failed": 1}
+    results = {result["client_id"]: result for result in body["results"]}
+    assert [result["client_id"] for result in body["results"]] == sorted([*ids, offline])
+    for client_id in ids:
+        assert results[client_id] == {"client_id": client_id, "command_id": f"{broadcast_id}:{client_id}",
+                                      "success": True, "message": "done", "error": "",
+                                      "current_status": "CLIENT_STATUS_ACTIVE"}
+    assert results[offline]["success"] is False and results[offline]["error"] == f"client {offline} is not connected"
+    assert all(bot.commands[0].pause.reason == "api fleet" for bot in bots)
+    record = await finished_record(broadcast_id)
+    assert record.kind == "broadcast" and record.client_id == "ids:4" and record.outcome == "failed"
+    assert record.sent_by == OperatorTokens([OPERATOR_TOKEN]).identify(OPERATOR_TOKEN)
+    assert everyone.status_code == 200, everyone.content
+    assert everyone.json()["summary"] == {"targeted": 3, "acked": 3, "failed": 0}
+    assert all([c.WhichOneof("command") for c in bot.commands] == ["pause", "resume"] for bot in bots)
+
+
+@pytest.mark.parametrize(("way", "found"), [
+    ({}, "none"),
+    ({"client_ids": ["bot-1"], "all_connected": True}, "client_ids and all_connected"),
+    ({"client_type": "maker", "all_connected": True}, "client_type and all_connected"),
+])
+async def test_a_malformed_selector_is_400_with_the_services_message(monkeypatch, way, found):
+    async with running_server() as server:
+        point_commands_at(monkeypatch, server.target, server.operator_token)
+        response = await post_broadcast({"selector": way, "command": {"kind": "ping"}})
+    assert response.status_code == 400, response.content
+    assert response.json() == {
+        "error": "grpc_invalid_argument",
+        "detail": "command service: selector must set exactly one of client_ids, client_type, all_connected "
+                  f"(found {found})"}
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ({"command": {"kind": "ping"}}, "selector"),
+    ({"selector": {"all_connected": True}}, "command"),
+    ({"selector": {"all": True}, "command": {"kind": "ping"}}, "selector: does not take all"),
+    ({"selector": ["bot-1"], "command": {"kind": "ping"}}, "selector"),
+    ({"selector": {"all_connected": True}, "command": {"kind": "explode"}}, "command.kind"),
+    ({"selector": {"all_connected": True}, "command": {"kind": "pause", "params": {"sequence": 1}}},
+     "does not take sequence"),
+    ({"selector": {"all_connected": True}, "command": {"kind": "ping"}, "timeout": 0}, "timeout"),
+])
+async def test_bad_broadcast_bodies_are_400_and_send_nothing(unreachable, body, fragment):
+    response = await post_broadcast(body)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "bad_request" and fragment in response.json()["detail"]
+
+
+async def test_broadcast_needs_a_token_and_maps_an_unreachable_service(unreachable):
+    body = {"selector": {"all_connected": True}, "command": {"kind": "ping"}}
+    for token in (None, "wrong-token"):
+        response = await post_broadcast(body, token)
+        assert response.status_code == 401 and response.json()["error"] == "unauthorized"
+    response = await post_broadcast(body)
+    assert response.status_code == 503 and response.json()["error"] == "grpc_unavailable"

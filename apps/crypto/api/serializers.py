@@ -123,3 +123,54 @@ class CommandDeliverySerializer(serializers.Serializer):
 COMMAND_RESULT_SCHEMA = PolymorphicProxySerializer(
     component_name="CommandResult", resource_type_field_name=None,
     serializers=[CommandAckSerializer, CommandDeliverySerializer], many=False)
+
+
+class SelectorSerializer(serializers.Serializer):
+    """Exactly one way must be set; the gRPC service checks that and answers 400 naming what it found."""
+
+    client_ids = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+                                       required=False, default=list, help_text="these clients")
+    client_type = serializers.CharField(required=False, default="", allow_blank=True,
+                                        help_text="clients registered with this client_type")
+    all_connected = serializers.BooleanField(required=False, default=False, help_text="every connected client")
+
+    def to_internal_value(self, data: Any) -> Any:
+        unexpected = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        if unexpected:  # a misspelt way would otherwise read as "none set"
+            raise serializers.ValidationError(f"does not take {', '.join(unexpected)}; "
+                                              f"accepted: {', '.join(self.fields)}")
+        return super().to_internal_value(data)
+
+
+class BroadcastCommandSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=list(COMMAND_BUILDERS))
+    params = CommandParamsField(required=False, default=dict, help_text="the kind's parameters")
+
+
+class BroadcastBodySerializer(serializers.Serializer):
+    selector = SelectorSerializer(help_text="set exactly one of client_ids, client_type, all_connected")
+    command = BroadcastCommandSerializer(help_text="as the single-command endpoint's kind and params")
+    timeout = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0.001,
+                                     max_value=MAX_TIMEOUT, help_text="seconds for the whole broadcast; default: "
+                                                                      "the server's ack_timeout")
+
+
+class BroadcastClientResultSerializer(serializers.Serializer):
+    client_id = serializers.CharField()
+    command_id = serializers.CharField(help_text="this bot's copy: <broadcast_id>:<client_id>")
+    success = serializers.BooleanField(help_text="false also when the bot is not connected or did not ack in time")
+    message = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    current_status = serializers.CharField(allow_null=True, help_text="ClientStatus name from the ack")
+
+
+class BroadcastSummarySerializer(serializers.Serializer):
+    targeted = serializers.IntegerField()
+    acked = serializers.IntegerField(help_text="results with success=true")
+    failed = serializers.IntegerField(help_text="every other result")
+
+
+class BroadcastResponseSerializer(serializers.Serializer):
+    broadcast_id = serializers.CharField(help_text="the broadcast's CommandRecord (kind broadcast)")
+    results = BroadcastClientResultSerializer(many=True, help_text="one per targeted client, by client_id")
+    summary = BroadcastSummarySerializer()

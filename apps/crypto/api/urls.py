@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import include, path
 
 from .schema import schema_view
-from .views import ClientCommandView, ClientDetailView, ClientListView
+from .views import BroadcastView, ClientCommandView, ClientDetailView, ClientListView
 
 PREFIX = "api/crypto/"
 app_name = "crypto-api"
@@ -14,6 +14,7 @@ api_patterns = [
     path("clients/", ClientListView.as_view(), name="clients"),
     path("clients/<str:client_id>/", ClientDetailView.as_view(), name="client"),
     path("clients/<str:client_id>/commands/", ClientCommandView.as_view(), name="client-commands"),
+    path("broadcast/", BroadcastView.as_view(), name="broadcast"),
 ]
 
 urlpatterns = [

@@ -1,4 +1,4 @@
-"""The three operator endpoints: list clients, show one, send it a command.
+"""The operator endpoints: list clients, show one, send it a command, send one command to many (broadcast).
 
 Views are sync: under ASGI each request runs in its own worker thread, so a command waiting up to
 its ack timeout holds that thread only. The live state is read once per request (apps.crypto.live);
@@ -21,16 +21,24 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.crypto.grpc.services.commands import CommandClientError
+from apps.crypto.grpc.services.commands import CommandClientError, selector
 from apps.crypto.live import LiveView, fetch_live_view
 from apps.crypto.models import Client
-from apps.crypto.operator_commands import CommandReply, CommandRequest, run_commands_sync
+from apps.crypto.operator_commands import (
+    BroadcastReply,
+    CommandReply,
+    CommandRequest,
+    run_broadcast_sync,
+    run_commands_sync,
+)
 
 from .auth import OperatorTokenAuthentication
 from .errors import api_exception_handler, bad_request, command_failure, not_found
 from .params import validated_params
 from .serializers import (
     COMMAND_RESULT_SCHEMA,
+    BroadcastBodySerializer,
+    BroadcastResponseSerializer,
     ClientDetailSerializer,
     ClientSerializer,
     CommandBodySerializer,
@@ -42,12 +50,21 @@ logger = logging.getLogger(__name__)
 TAG = "crypto"
 AUTH_ERRORS = {401: OpenApiResponse(ErrorSerializer, description="missing or unknown operator token")}
 CLIENT_ERRORS = {**AUTH_ERRORS, 404: OpenApiResponse(ErrorSerializer, description="no such client")}
-COMMAND_ERRORS = {
-    **CLIENT_ERRORS,
-    400: OpenApiResponse(ErrorSerializer, description="bad kind, params or timeout"),
+RPC_ERRORS = {
     502: OpenApiResponse(ErrorSerializer, description="the gRPC service refused the call (configuration)"),
     503: OpenApiResponse(ErrorSerializer, description="the gRPC service is unreachable"),
     504: OpenApiResponse(ErrorSerializer, description="no answer from the gRPC service within the deadline"),
+}
+COMMAND_ERRORS = {
+    **CLIENT_ERRORS,
+    400: OpenApiResponse(ErrorSerializer, description="bad kind, params or timeout"),
+    **RPC_ERRORS,
+}
+BROADCAST_ERRORS = {
+    **AUTH_ERRORS,
+    400: OpenApiResponse(ErrorSerializer, description="bad kind, params or timeout, or a malformed selector "
+                                                      "(grpc_invalid_argument, as the gRPC service words it)"),
+    **RPC_ERRORS,
 }
 
 
@@ -134,3 +151,40 @@ class ClientCommandView(OperatorApiView):
                            result.code.name)
             raise command_failure(result)
         return result
+
+
+@extend_schema(tags=[TAG], summary="Send one command to many clients (BroadcastCommand); every bot's result and "
+                                   "the summary",
+               description="One BroadcastCommand to the clients the selector matches. Every targeted client "
+                           "has one result: its ack, or success=false with the reason (not connected, not acked "
+                           "before the deadline, ...); bots that fail are still a 200.",
+               request=BroadcastBodySerializer, responses={200: BroadcastResponseSerializer, **BROADCAST_ERRORS})
+class BroadcastView(OperatorApiView):
+    serializer_class = BroadcastBodySerializer
+    pagination_class = None
+
+    def post(self, request: Request) -> Response:
+        body = BroadcastBodySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        kind = data["command"]["kind"]
+        params = validated_params(kind, data["command"]["params"])
+        way = data["selector"]
+        client_selector = selector(way["client_ids"], way["client_type"], way["all_connected"])
+        try:
+            reply = run_broadcast_sync(kind, params, client_selector, timeout=data["timeout"],
+                                       token=str(request.auth))  # the caller's own token
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        except CommandClientError as exc:
+            logger.warning("api.broadcast_failed kind=%s code=%s", kind, exc.code.name)
+            raise command_failure(exc) from None
+        logger.info("api.broadcast broadcast_id=%s kind=%s targeted=%d acked=%d failed=%d operator=%s",
+                    reply.broadcast_id, kind, reply.targeted, reply.acked, reply.failed, request.user)
+        return Response(broadcast_body(reply))
+
+
+def broadcast_body(reply: BroadcastReply) -> dict[str, Any]:
+    body = reply.as_dict()
+    body["results"].sort(key=lambda result: result["client_id"])
+    return body
