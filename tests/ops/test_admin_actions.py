@@ -20,6 +20,7 @@ from tests.ops.support import (
     connected_bot,
     finished_record,
     new_client_id,
+    owned_in_redis,
     point_commands_at,
     use_cluster_redis,
 )
@@ -176,3 +177,35 @@ async def test_action_on_three_bots_is_one_broadcast_with_every_ack_and_the_summ
     assert await CommandRecord.objects.filter(kind="broadcast").acount() == before + 1
     copy = await finished_record(bots[0].commands[0].command_id)
     assert copy.kind == "pause" and copy.outcome == "acked" and copy.client_id == bots[0].client_id
+
+
+async def test_action_on_bots_of_three_replicas_is_one_broadcast_through_one_of_them(monkeypatch, redis_server):
+    from apps.crypto.grpc.services.bus.cluster_view import live_leases
+
+    async with (running_server(redis_url=redis_server.url) as a, running_server(redis_url=redis_server.url) as b,
+                running_server(redis_url=redis_server.url) as c):
+        replicas = {server.replica.runtime.replica_id for server in (a, b, c)}
+
+        async def all_leased() -> bool:
+            leases = await live_leases(a.replica.runtime.bus.link, 15.0)
+            return replicas <= {lease["replica"] for lease in leases}
+        await eventually(all_leased, message="three live leases")
+        point_commands_at(monkeypatch, a.target, a.operator_token)
+        bots = [await connected_bot(server) for server in (a, b, c)]
+        try:
+            for bot in bots:
+                await owned_in_redis(redis_server.url, bot.client_id)
+            browser = await asyncio.to_thread(admin_browser)
+            page = await asyncio.to_thread(run_action, browser, "send_pause", *(bot.client_id for bot in bots))
+            for bot in bots:
+                await bot.wait_commands(1)
+        finally:
+            for bot in bots:
+                await bot.__aexit__()
+    [broadcast_id] = {bot.commands[0].command_id.split(":")[0] for bot in bots}
+    assert f"pause broadcast {broadcast_id}: targeted 3, acked 3, failed 0" in page
+    for bot in bots:
+        assert f"{bot.client_id}: pause acked: done (status CLIENT_STATUS_ACTIVE, command {broadcast_id}:" in page
+    record = await finished_record(broadcast_id)
+    assert record.kind == "broadcast" and record.accepted_by == a.replica.runtime.replica_id
+    assert set(record.payload["counts"]["replicas"]) == replicas
