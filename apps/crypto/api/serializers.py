@@ -155,13 +155,12 @@ class BroadcastBodySerializer(serializers.Serializer):
                                                                       "the server's ack_timeout")
 
 
-class BroadcastClientResultSerializer(serializers.Serializer):
+class BroadcastClientResultSerializer(CommandAckSerializer):
+    """One bot's ack (or failure) within a broadcast."""
+
     client_id = serializers.CharField()
     command_id = serializers.CharField(help_text="this bot's copy: <broadcast_id>:<client_id>")
     success = serializers.BooleanField(help_text="false also when the bot is not connected or did not ack in time")
-    message = serializers.CharField(allow_blank=True)
-    error = serializers.CharField(allow_blank=True)
-    current_status = serializers.CharField(allow_null=True, help_text="ClientStatus name from the ack")
 
 
 class BroadcastSummarySerializer(serializers.Serializer):
