@@ -32,8 +32,8 @@ from bench.plot import latency_png  # noqa: E402
 from bench.report import write_json  # noqa: E402
 from config.env import split_list  # noqa: E402
 
-SCENARIOS = ("latency", "ingest", "memory", "failover", "rollout", "upkeep")
-DEFAULT_SCENARIOS = SCENARIOS[:5]  # upkeep (minutes of idle streams) runs when named
+SCENARIOS = ("latency", "ingest", "memory", "failover", "rollout", "upkeep", "broadcast")
+DEFAULT_SCENARIOS = SCENARIOS[:5]  # upkeep (minutes of idle streams) and broadcast run when named
 
 
 def int_list(raw: str) -> tuple[int, ...]:
@@ -54,7 +54,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--replicas", type=int, default=3, help="replicas for latency, failover, rollout")
     p.add_argument("--clients", type=int_list, default=None,
                    help="connected bots for latency, failover, rollout (default 1000; the first of a list); "
-                        "upkeep: the steps, e.g. 3000,30000 (default 3000)")
+                        "upkeep, broadcast: the steps, e.g. 3000,30000 or 1000,3000 (default 3000)")
     p.add_argument("--database-url", default="", help="PostgreSQL URL; default: a fresh SQLite file per scenario")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per latency step")
     p.add_argument("--concurrency", type=int_list, default=(1, 8, 32, 64), help="latency steps (commands in flight)")

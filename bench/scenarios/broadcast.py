@@ -1,0 +1,118 @@
+"""broadcast: pause every bot of a fleet over the replicas with ONE BroadcastCommand, against one
+ExecuteCommandSync per bot (32 in flight) on the same fleet in the same run.
+
+For each fleet size in --clients (e.g. 1000,3000; bots added to one fleet step by step) the
+harness sends BROADCASTS broadcasts (selector all_connected, a pause the bench bots ack at once) and
+times each from the call to its summary; every bot must be acked. Redis calls per broadcast come from
+INFO commandstats around one broadcast (the harness' own INFO call excluded). Then the same fleet gets
+one ExecuteCommandSync per bot, 32 in flight, round-robin over the replicas: the time until the last ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+
+from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.grpc.generated import crypto_streaming_pb2_grpc as pb2_grpc
+
+from ..cluster import redis_calls, wait_claims
+from ..commands import CALLER_OPTIONS, Commands
+from ..context import Context, cluster, fleet
+from ..procs import OPERATOR_TOKEN
+from ..report import check, table, targets_table
+from ..stats import summary_s
+
+BROADCASTS = 5  # per fleet size
+IN_FLIGHT = 32  # the per-bot baseline's concurrency
+
+
+async def one_broadcast(stub: pb2_grpc.CryptoStreamingServiceStub, n: int) -> tuple[float, pb2.BroadcastSummary]:
+    request = pb2.BroadcastCommandRequest(
+        selector=pb2.ClientSelector(all_connected=True),
+        command=pb2.DjangoCommand(pause=pb2.PauseClientCommand(reason=f"bench broadcast {n}")))
+    began = time.perf_counter()
+    summary = pb2.BroadcastSummary()
+    async for result in stub.BroadcastCommand(request, metadata=(("authorization", f"Bearer {OPERATOR_TOKEN}"),),
+                                              timeout=60):
+        if result.WhichOneof("result") == "summary":
+            summary = result.summary
+    return time.perf_counter() - began, summary
+
+
+async def per_bot(commands: Commands, targets: list[str], clients: list[str]) -> tuple[float, int]:
+    """Seconds until every bot acked one ExecuteCommandSync, IN_FLIGHT at a time; and how many acked."""
+    queue = list(clients)
+    acked = 0
+
+    async def worker(i: int) -> None:
+        nonlocal acked
+        while queue:
+            client_id = queue.pop()
+            ending = await commands.execute(targets[(i + len(queue)) % len(targets)], client_id, timeout=30)
+            acked += ending.acked
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(IN_FLIGHT)))
+    return time.perf_counter() - began, acked
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    opts = ctx.options
+    steps = sorted(set(opts.client_steps))
+    rows: list[dict[str, Any]] = []
+    async with cluster(ctx, "broadcast", opts.replicas) as c:
+        targets = [r.target for r in c.live]
+        redis = c.redis_client()
+        async with fleet(ctx, targets) as f:
+            channel = grpc.aio.insecure_channel(targets[0], options=CALLER_OPTIONS)
+            stub = pb2_grpc.CryptoStreamingServiceStub(channel)
+            commands = Commands()
+            connected = 0
+            try:
+                for size in steps:
+                    await f.connect(ctx.prefix, size - connected, start=connected)
+                    connected = size
+                    claimed = await wait_claims(c, ctx.prefix, size)
+                    await one_broadcast(stub, -1)  # warm-up: channels, Lua scripts loaded
+                    times, summaries = [], []
+                    for n in range(BROADCASTS):
+                        before = await redis_calls(redis)
+                        seconds, summary = await one_broadcast(stub, n)
+                        calls = sum((await redis_calls(redis) - before).values()) - 1  # our own INFO
+                        times.append(seconds)
+                        summaries.append((summary.targeted, summary.acked, calls))
+                    ctx.log(f"broadcast: {size} bots, one broadcast p50 {sorted(times)[len(times) // 2]:.3f} s")
+                    baseline_s, baseline_acked = await per_bot(
+                        commands, targets, [f"{ctx.prefix}{i:06d}" for i in range(size)])
+                    spread = summary_s(times)
+                    rows.append({"bots": size, "claimed": claimed, "broadcasts": BROADCASTS,
+                                 "targeted": min(s[0] for s in summaries), "acked_min": min(s[1] for s in summaries),
+                                 "p50_s": spread["p50_s"], "p99_s": spread["p99_s"],
+                                 "redis_calls": sorted(s[2] for s in summaries)[len(summaries) // 2],
+                                 "per_bot_rpcs_s": round(baseline_s, 3), "per_bot_acked": baseline_acked,
+                                 "speedup": round(baseline_s / spread["p50_s"], 1) if spread["p50_s"] else None})
+            finally:
+                await commands.close()
+                await channel.close()
+    return assemble(ctx, rows)
+
+
+def assemble(ctx: Context, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    checks = []
+    for r in rows:
+        checks.append(check(f"{r['bots']} bots: every bot acked in every broadcast", f"{r['bots']}",
+                            r["acked_min"], r["acked_min"] == r["bots"]))
+        if r["bots"] >= 3000:
+            checks.append(check(f"{r['bots']} bots: one broadcast, all acked (p50)", "< 0.5 s", r["p50_s"],
+                                r["p50_s"] < 0.5))
+        checks.append(check(f"{r['bots']} bots: faster than one ExecuteCommandSync per bot", ">= 10x",
+                            r["speedup"], (r["speedup"] or 0) >= 10))
+    text = table(rows, ["bots", "claimed", "broadcasts", "targeted", "acked_min", "p50_s", "p99_s", "redis_calls",
+                        "per_bot_rpcs_s", "per_bot_acked", "speedup"],
+                 f"broadcast: pause all over {ctx.options.replicas} replicas vs one RPC per bot ({IN_FLIGHT} in flight)")
+    return {"params": {"replicas": ctx.options.replicas, "broadcasts": BROADCASTS, "in_flight": IN_FLIGHT},
+            "rows": rows, "targets": checks, "table": text + "\n\n" + targets_table(checks)}
