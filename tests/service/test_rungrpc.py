@@ -56,3 +56,26 @@ async def test_sigterm_drains_streams_and_exits_within_grace():
 
 async def _sent(operator: Operator, target: str, client_id: str) -> bool:
     return (await operator.send(target, client_id, timeout=3)).success
+
+
+async def test_a_second_server_on_a_port_in_use_fails_instead_of_sharing_it():
+    """gRPC's default SO_REUSEPORT let two replicas bind one port and split its connections."""
+    import grpc
+
+    from apps.crypto.grpc.services.config import CryptoStreamingConfig
+    from apps.crypto.grpc.services.serving import server_options
+    from tests.support.ports import free_port
+
+    port = free_port()
+    first = grpc.aio.server(options=server_options(CryptoStreamingConfig()))
+    assert first.add_insecure_port(f"127.0.0.1:{port}") == port
+    await first.start()
+    try:
+        second = grpc.aio.server(options=server_options(CryptoStreamingConfig()))
+        try:
+            bound = second.add_insecure_port(f"127.0.0.1:{port}")
+        except RuntimeError:
+            bound = 0
+        assert bound == 0
+    finally:
+        await first.stop(None)

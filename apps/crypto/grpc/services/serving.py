@@ -56,6 +56,9 @@ def server_options(config: CryptoStreamingConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", config.keepalive_timeout_ms),
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # gRPC binds with SO_REUSEPORT by default: a second replica started on a port in use would silently
+        # share it (connections split between the two). A clash must fail the start instead.
+        ("grpc.so_reuseport", 0),
     ]
     if config.max_connection_age_ms:
         options += [("grpc.max_connection_age_ms", config.max_connection_age_ms),
