@@ -2,8 +2,9 @@
 
 Every command goes to CRYPTO_GRPC_TARGET as SendCommandToClient (wait=False) or ExecuteCommandSync
 (wait=True), and a command to many clients as ONE BroadcastCommand (run_broadcast), with an operator
-token, so the serving replica records, routes and times it exactly as it does for any other operator. Target and token are read from the environment on every call (not
-frozen at import like config.env.ENV) so tests and long-lived web processes can change them.
+token, so the serving replica records, routes and times it exactly as it does for any other operator.
+Target and token are read from the environment on every call (not frozen at import like config.env.ENV)
+so tests and long-lived web processes can change them.
 """
 
 from __future__ import annotations
@@ -142,9 +143,7 @@ class BroadcastReply:
 
     def as_dict(self) -> dict[str, Any]:
         return {"broadcast_id": self.broadcast_id,
-                "results": [{"client_id": r.client_id, "command_id": r.command_id, "success": r.success,
-                             "message": r.message, "error": r.error, "current_status": r.current_status}
-                            for r in self.replies],
+                "results": [{"client_id": r.client_id, **r.as_ack()} for r in self.replies],
                 "summary": {"targeted": self.targeted, "acked": self.acked, "failed": self.failed}}
 
 
