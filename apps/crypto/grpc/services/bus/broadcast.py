@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from apps.crypto.limits import ID_MAX as MAX_COMMAND_ID
+
 from ...generated import common_pb2
 from ...generated import crypto_streaming_pb2 as pb2
 from .link import BusUnavailable
@@ -41,7 +43,6 @@ from .messages import Envelope, EnvelopeKind
 from .outcomes import failure_ack
 
 logger = logging.getLogger(__name__)
-MAX_COMMAND_ID = 128  # CommandRecord.command_id max_length (limits.ID_MAX)
 FIRST_BATCH = 0.05  # a replica's first batch (with its targets) goes out after at most this
 BATCH_WINDOW = 0.05  # later results are gathered this long into one batch
 REPLY_MARGIN = 0.15  # a replica ends its part this long before the caller's deadline, so its last batch arrives
@@ -56,7 +57,7 @@ OnResult = Callable[[str, common_pb2.CommandAck, str], Awaitable[None]]  # (clie
 def bot_command_id(broadcast_id: str, client_id: str) -> str:
     """The bot's own command_id: "<broadcast_id>:<client_id>", or a digest of the client_id when too long."""
     plain = f"{broadcast_id}:{client_id}"
-    if len(plain) <= MAX_COMMAND_ID:
+    if len(plain) <= MAX_COMMAND_ID:  # CommandRecord.command_id's max_length
         return plain
     return f"{broadcast_id}:{hashlib.sha1(client_id.encode()).hexdigest()[:24]}"
 
