@@ -6,7 +6,7 @@ into a batch's Plan and how the folded result is stored, and is registered once 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -87,7 +87,10 @@ class FlushReport:
         self.written += other.written
         self.refused += other.refused
         self.stale_clients |= other.stale_clients
-        for client_id, message_ids in other.receipts.items():
+        self.add_receipts(other.receipts)
+
+    def add_receipts(self, receipts: Mapping[str, list[str]]) -> None:
+        for client_id, message_ids in receipts.items():
             self.receipts.setdefault(client_id, []).extend(message_ids)
 
 

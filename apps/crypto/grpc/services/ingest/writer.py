@@ -116,8 +116,7 @@ class BatchWriter:
             if receipted and found:  # a resent idempotent write refused again (its facts disagree): once
                 found = receipts.keep_new(found, record_received(receipts.keys_of(found), timezone.now()))
             store_refusals([*plan.refusals, *found])
-        for client_id, message_ids in receipts.by_client(receipted).items():
-            report.receipts.setdefault(client_id, []).extend(message_ids)
+        report.add_receipts(receipts.by_client(receipted))
         return found
 
     def _one_by_one(self, writes: Sequence[Write]) -> FlushReport:
