@@ -6,11 +6,13 @@ import asyncio
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 import redis.asyncio as aioredis
 
 from apps.crypto.grpc.services.bus.keys import Keys
@@ -158,7 +160,53 @@ async def wait_claims(c: Cluster, prefix: str, expected: int, timeout: float = 1
 
 
 async def redis_calls(redis: aioredis.Redis) -> Counter[str]:
-    """Calls per Redis command so far (INFO commandstats), e.g. {"publish": 1234, "evalsha": 567}."""
+    """Calls per Redis command so far (INFO commandstats), e.g. {"publish": 1234, "evalsha": 567}.
+    These count the commands a Lua script runs too; RoundTrips counts what clients sent."""
     stats = await redis.info("commandstats")
     return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()
                     if isinstance(v, dict) and "calls" in v})
+
+
+UPKEEP = ("PING", "CLIENT", "HELLO", "INFO")  # connection chatter and the harness' own INFO
+
+
+class RoundTrips:
+    """The commands clients send to Redis (MONITOR; not those a script runs) while the block runs, less
+    connection chatter and the replicas' lease beats: `with RoundTrips(url) as seen: ...`, then seen.calls."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: list[tuple[str, str]] = []
+        self._stop, self._ready = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        client = redis.Redis.from_url(self.url)
+        with client.monitor() as monitor:
+            self._ready.set()
+            while not self._stop.is_set():
+                try:
+                    item = monitor.next_command()
+                except (redis.RedisError, ValueError):
+                    break
+                if item.get("client_type") == "lua":
+                    continue
+                name, _, args = item["command"].partition(" ")
+                self.seen.append((name.upper(), args))
+        client.close()
+
+    async def __aenter__(self) -> RoundTrips:
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait, 5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.sleep(0.2)  # the last replies' commands reach the monitor
+        self._stop.set()
+        await asyncio.to_thread(redis.Redis.from_url(self.url).ping)  # wakes the monitor so it sees stop
+        await asyncio.to_thread(self._thread.join, 5)
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        return [(name, args) for name, args in self.seen
+                if name not in UPKEEP and not (name == "HSET" and ":replicas" in args)]

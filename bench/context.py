@@ -14,6 +14,7 @@ from typing import Any
 
 from .cluster import Cluster
 from .fleetctl import FleetProcess
+from .procs import CpuMeter
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,14 @@ async def fleet(ctx: Context, targets: list[str], track: bool = False, receipts:
         yield process
     finally:
         await process.close()
+
+
+def meter(c: Cluster, f: FleetProcess) -> CpuMeter:
+    """CPU of every replica, Redis, the load generator and this harness (the caller)."""
+    assert c.redis is not None and c.redis.process is not None
+    pids = {r.name: r.pid for r in c.live}
+    pids.update(redis=c.redis.process.pid, loadgen=f.pid, caller=os.getpid())
+    return CpuMeter(pids)
 
 
 def machine() -> dict[str, Any]:

@@ -6,12 +6,16 @@ harness sends BROADCASTS broadcasts (selector all_connected, a pause the bench b
 times each from the call to its summary; every bot must be acked. Redis calls per broadcast come from
 INFO commandstats around one broadcast (the harness' own INFO call excluded). Then the same fleet gets
 one ExecuteCommandSync per bot, 32 in flight, round-robin over the replicas: the time until the last ack.
+CPU seconds per broadcast are reported per process (replicas, Redis, the load generator's bots, the
+caller), so a slow broadcast shows whose work it waited for. With --profile, py-spy samples the
+caller's replica and the load generator during extra broadcasts at the largest size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 import grpc
@@ -19,15 +23,17 @@ import grpc
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2_grpc as pb2_grpc
 
-from ..cluster import redis_calls, wait_claims
+from .. import profiling
+from ..cluster import RoundTrips, wait_claims
 from ..commands import CALLER_OPTIONS, Commands
-from ..context import Context, cluster, fleet
+from ..context import Context, cluster, fleet, meter
 from ..procs import OPERATOR_TOKEN
 from ..report import check, table, targets_table
 from ..stats import summary_s
 
 BROADCASTS = 5  # per fleet size
 IN_FLIGHT = 32  # the per-bot baseline's concurrency
+PROFILED = 6.0  # seconds of broadcasts under py-spy (--profile)
 
 
 async def one_broadcast(stub: pb2_grpc.CryptoStreamingServiceStub, n: int) -> tuple[float, pb2.BroadcastSummary]:
@@ -72,17 +78,20 @@ async def run(ctx: Context) -> dict[str, Any]:
             stub = pb2_grpc.CryptoStreamingServiceStub(channel)
             commands = Commands()
             connected = 0
+            profiles: dict[str, Any] = {}
             try:
                 for size in steps:
                     await f.connect(ctx.prefix, size - connected, start=connected)
                     connected = size
                     claimed = await wait_claims(c, ctx.prefix, size)
                     await one_broadcast(stub, -1)  # warm-up: channels, Lua scripts loaded
-                    times, summaries = [], []
+                    times, summaries, cpu = [], [], Counter[str]()
                     for n in range(BROADCASTS):
-                        before = await redis_calls(redis)
-                        seconds, summary = await one_broadcast(stub, n)
-                        calls = sum((await redis_calls(redis) - before).values()) - 1  # our own INFO
+                        async with RoundTrips(c.redis.url) as watch:
+                            used = meter(c, f).start()
+                            seconds, summary = await one_broadcast(stub, n)
+                            cpu.update({k: v * seconds for k, v in used.stop().items()})
+                        calls = len(watch.calls)
                         times.append(seconds)
                         summaries.append((summary.targeted, summary.acked, calls))
                     ctx.log(f"broadcast: {size} bots, one broadcast p50 {sorted(times)[len(times) // 2]:.3f} s")
@@ -93,12 +102,41 @@ async def run(ctx: Context) -> dict[str, Any]:
                                  "targeted": min(s[0] for s in summaries), "acked_min": min(s[1] for s in summaries),
                                  "p50_s": spread["p50_s"], "p99_s": spread["p99_s"],
                                  "redis_calls": sorted(s[2] for s in summaries)[len(summaries) // 2],
+                                 "cpu_s_per_broadcast": {k: round(v / BROADCASTS, 3) for k, v in sorted(cpu.items())},
                                  "per_bot_rpcs_s": round(baseline_s, 3), "per_bot_acked": baseline_acked,
                                  "speedup": round(baseline_s / spread["p50_s"], 1) if spread["p50_s"] else None})
+                if opts.profile:
+                    profiles = await profile(ctx, stub, {"replica": c.live[0].pid, "loadgen": f.pid})
             finally:
                 await commands.close()
                 await channel.close()
-    return assemble(ctx, rows)
+    result = assemble(ctx, rows)
+    if opts.profile:
+        result["profile"] = profiles
+    return result
+
+
+async def profile(ctx: Context, stub: pb2_grpc.CryptoStreamingServiceStub, pids: dict[str, int]) -> dict[str, Any]:
+    """py-spy on the caller's replica and on the load generator during PROFILED broadcasts back to back."""
+    outs = {name: ctx.scratch("broadcast") / f"profile-{name}.txt" for name in pids}
+    spies = [profiling.start(pid, outs[name], PROFILED + 2) for name, pid in pids.items()]
+    if None in spies:
+        return {"error": "py-spy is not installed (pip install py-spy)"}
+    await asyncio.sleep(0.5)
+    began = time.monotonic()
+    n = 0
+    while time.monotonic() - began < PROFILED:
+        await one_broadcast(stub, 1000 + n)
+        n += 1
+    for spy in spies:
+        await asyncio.to_thread(profiling.finish, spy)
+    found: dict[str, Any] = {"broadcasts": n}
+    for name, out in outs.items():
+        if out.exists():
+            kept = ctx.results_dir / f"broadcast-profile-{name}-{ctx.stamp}.txt"
+            kept.write_bytes(out.read_bytes())
+            found[name] = {"collapsed_stacks": str(kept), **profiling.summarize(out)}
+    return found
 
 
 def assemble(ctx: Context, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -17,9 +17,8 @@ from typing import Any
 from .. import floors, profiling
 from ..cluster import Cluster, owners, redis_calls, wait_claims
 from ..commands import Commands, Ending
-from ..context import Context, cluster, fleet
-from ..fleetctl import FleetProcess
-from ..procs import CpuMeter, Replica
+from ..context import Context, cluster, fleet, meter
+from ..procs import Replica
 from ..report import check, table, targets_table
 from ..stats import summary_ms
 
@@ -84,15 +83,6 @@ def step_row(mode: str, concurrency: int, endings: list[Ending], wall: float, cp
                                             / max(1, len(acked)) * wall, 2),
             "cpu_loadgen": cpu.get("loadgen", 0.0), "cpu_caller": cpu.get("caller", 0.0),
             "cpu_redis": cpu.get("redis", 0.0)}
-
-
-def meter(c: Cluster, f: FleetProcess) -> CpuMeter:
-    import os
-
-    assert c.redis is not None and c.redis.process is not None
-    pids = {r.name: r.pid for r in c.live}
-    pids.update(redis=c.redis.process.pid, loadgen=f.pid, caller=os.getpid())
-    return CpuMeter(pids)
 
 
 async def profile_step(ctx: Context, commands: Commands, plan: Plan, replica: Replica,

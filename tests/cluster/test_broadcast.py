@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
 import time
 import uuid
 
 import grpc
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.models import Client, CommandRecord
+from bench.cluster import RoundTrips
 from tests.cluster.test_routing import connect, wait_routable
 from tests.support.cluster import OPERATOR_TOKEN
 from tests.support.operator import Operator
@@ -173,46 +172,23 @@ async def test_a_bot_that_does_not_read_or_ack_fails_by_the_deadline_without_hol
         await close_all(bots)
 
 
-def monitor_commands(url: str, stop: threading.Event, seen: list[tuple[str, str]], ready: threading.Event) -> None:
-    """Every command Redis runs for a client (not those run inside scripts) until stop: (name, args)."""
-    client = redis.Redis.from_url(url)
-    with client.monitor() as monitor:
-        ready.set()
-        while not stop.is_set():
-            try:
-                item = monitor.next_command()
-            except (redis.RedisError, ValueError):
-                break
-            if item.get("client_type") == "lua":
-                continue
-            name, _, args = item["command"].partition(" ")
-            seen.append((name.upper(), args))
-    client.close()
-
-
 async def test_redis_calls_per_broadcast_grow_with_replicas_not_clients(cluster, operator, redis_server):
-    """Counted with MONITOR on the test's redis-server: lease reads, the fan-out, one batch per replica and
-    the caller's pops, and nothing per bot. Upkeep running meanwhile (lease beats) is left out."""
+    """Counted with MONITOR on the test's redis-server: lease reads, the fan-out, two posts per other replica
+    (targets, then results) and the caller's pops, and nothing per bot. Upkeep running meanwhile (lease beats) is left out."""
     bots = await fleet(cluster, 10)
     try:
         await routable(operator, cluster, bots)
         selector = pb2.ClientSelector(client_ids=[b.client_id for b in bots])
         await operator.broadcast(cluster[0].target, selector)  # warm: every replica has loaded its scripts
         await asyncio.sleep(0.3)  # the routability probes' own calls are over
-        stop, ready, seen = threading.Event(), threading.Event(), []
-        watcher = threading.Thread(target=monitor_commands, args=(redis_server.url, stop, seen, ready), daemon=True)
-        watcher.start()
-        await asyncio.get_running_loop().run_in_executor(None, ready.wait, 5)
-        results, summary = await operator.broadcast(cluster[0].target, selector)
-        await asyncio.sleep(0.2)
-        stop.set()
-        redis.Redis.from_url(redis_server.url).ping()  # wakes the monitor so it sees stop
-        watcher.join(5)
+        async with RoundTrips(redis_server.url) as watch:
+            results, summary = await operator.broadcast(cluster[0].target, selector)
         assert summary.acked == 30 and len(results) == 30
-        calls = [(name, args) for name, args in seen if not (name == "HSET" and ":replicas" in args)
-                 and name not in ("PING", "CLIENT", "HELLO")]
+        calls, seen = watch.calls, watch.seen
         names = sorted(name for name, _ in calls)
         print(f"redis calls for a 30-bot broadcast over 3 replicas: {len(calls)}: {names}; all: {sorted(n for n, _ in seen)}")
-        assert len(calls) <= 2 * (len(cluster) - 1) + 3, names  # measured: 7 (HGETALL, FAN_OUT, 2 batches, 2 BLMPOP, DEL)
+        # measured: 7-8 = HGETALL, FAN_OUT, per other replica its targets and its results (4 EVALSHA), 1-2 BLMPOP
+        assert len(calls) <= 2 * len(cluster) + 2, names
+        assert not any(name == "DEL" for name, _ in calls), names  # a finished broadcast popped its list empty
     finally:
         await close_all(bots)

@@ -170,10 +170,11 @@ class CommandJournal:
     def broadcast(self, broadcast_id: str, selector: dict[str, Any], payload: dict[str, Any], counts: dict[str, Any],
                   *, sent_by: str, replica: str, accepted_at: datetime, finished_at: datetime) -> None:
         """The broadcast's own record (kind "broadcast"): who sent it, the selector, the command, the counts by
-        outcome and its timings; client_id names the selector ("*", "type:<t>" or "ids:<n>")."""
+        outcome and its timings; client_id names the selector ("*", "type:<t>" or "ids:<n>"). A broadcast its
+        caller cancelled is recorded failed, with the counts known by then and counts["ending"] "cancelled"."""
         label = ("*" if selector.get("all_connected") else f"type:{selector['client_type']}"
                  if selector.get("client_type") else f"ids:{len(selector.get('client_ids', []))}")
-        failed = counts.get("failed", 0)
+        failed = counts.get("failed", 0) or counts.get("ending") == "cancelled"
         self._put(broadcast_id, {
             "client_id": label[:128], "kind": "broadcast", "sent_by": sent_by, "accepted_by": replica,
             "wait_for_ack": True, "payload": {"selector": selector, "command": payload["command"], "counts": counts},

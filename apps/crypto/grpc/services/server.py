@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from ..generated import crypto_streaming_pb2_grpc as pb2_grpc
 from . import metrics
 from .errors import NotServing, rpc_boundary
 from .bus.bus import DuplicateCommand
-from .bus.broadcast import NOT_ACKED
+from .bus.broadcast import NOT_ACKED, Summary
 from .bus.outcomes import Answer
 from .commands.base import stamp
 from .proto.validation import MAX_TEXT_CHARS, validate_broadcast, validate_client_id, validate_command
@@ -99,18 +100,23 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
             await context.write(pb2.BroadcastResult(client=pb2.BroadcastClientResult(client_id=client_id, ack=ack)))
 
         metrics.BROADCASTS.labels(selector_way(request.selector)).inc()
-        started = time.perf_counter()
-        summary = await self.rt.bus.fleet.broadcast(request.selector, command, timeout, on_result)
-        metrics.BROADCAST_SECONDS.observe(time.perf_counter() - started)
-        metrics.BROADCAST_LOST_REPLICAS.inc(len(summary.lost))
-        counts = {"targeted": summary.targeted, "acked": summary.acked, "failed": summary.failed,
-                  "replicas": summary.replicas, "lost_replicas": summary.lost}
-        journal.broadcast(command.command_id, MessageToDict(request.selector, preserving_proto_field_name=True),
-                          payload, counts, sent_by=operator, replica=replica, accepted_at=accepted_at,
-                          finished_at=datetime.fromtimestamp(summary.finished, UTC))
-        logger.info("broadcast.finished broadcast_id=%s targeted=%d acked=%d failed=%d replicas=%d lost=%d",
-                    command.command_id, summary.targeted, summary.acked, summary.failed, len(summary.replicas),
-                    len(summary.lost))
+        started, summary, ending = time.perf_counter(), Summary(command.command_id), "finished"
+        try:
+            await self.rt.bus.fleet.broadcast(request.selector, command, timeout, on_result, summary)
+        except asyncio.CancelledError:
+            ending = "cancelled"  # the caller went away: the record keeps what was known by then
+            raise
+        finally:
+            metrics.BROADCAST_SECONDS.observe(time.perf_counter() - started)
+            metrics.BROADCAST_LOST_REPLICAS.inc(len(summary.lost))
+            counts = {"targeted": summary.targeted, "acked": summary.acked, "failed": summary.failed,
+                      "replicas": summary.replicas, "lost_replicas": summary.lost, "ending": ending}
+            journal.broadcast(command.command_id, MessageToDict(request.selector, preserving_proto_field_name=True),
+                              payload, counts, sent_by=operator, replica=replica, accepted_at=accepted_at,
+                              finished_at=datetime.fromtimestamp(summary.finished or time.time(), UTC))
+            logger.info("broadcast.%s broadcast_id=%s targeted=%d acked=%d failed=%d replicas=%d lost=%d", ending,
+                        command.command_id, summary.targeted, summary.acked, summary.failed,
+                        len(summary.replicas), len(summary.lost))
         await context.write(pb2.BroadcastResult(summary=pb2.BroadcastSummary(
             broadcast_id=command.command_id, targeted=summary.targeted, acked=summary.acked, failed=summary.failed)))
 

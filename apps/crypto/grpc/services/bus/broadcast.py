@@ -10,15 +10,19 @@ Each replica (the caller's own part runs in-process) picks its matching local st
 (client_ids it holds / client_type, from the database / all), gives each bot its own command_id
 (`bot_command_id`), offers the copies to the streams and collects their acks locally, the way an
 ExecuteCommandSync for a local stream is settled (session.inflight -> this replica -> the waiting future):
-no Redis call per bot. It reports in batches on the broadcast's list (`crypto:bcast:{id}`, one Lua
-RPUSH+PEXPIRE per batch): the first batch, after at most FIRST_BATCH seconds, names its targets; later
-ones come at most every BATCH_WINDOW seconds while acks arrive; the last says done. The caller pops every
-waiting batch in one BLMPOP. With bots that ack within FIRST_BATCH a broadcast costs
-1 (leases) + 1 (FAN_OUT) + 1 per replica (its batch) + about 1 BLMPOP per replica + 1 (DEL).
+no Redis call per bot. Before delivering it records its targets in the broadcast's targets hash (one Lua
+HSET+PEXPIRE; the caller reads it only if this replica dies). Then it posts results on the broadcast's list
+(`crypto:bcast:{id}`, one Lua RPUSH+PEXPIRE per batch): once when every ack is in, or every PROGRESS_EVERY
+seconds while acks arrive; the first batch names the targets again, the last says done. The caller pops
+every waiting batch in one BLMPOP; the popped-empty list is gone, no DEL. So a broadcast costs
+1 (leases) + 1 (FAN_OUT) + 2 per other replica (targets, results) + about 1 BLMPOP per other replica.
+
+Named clients (client_ids) that no replica held when the broadcast came go the single-command way
+(`_direct`): a client in its grace window gets the copy when it reconnects, or is reported failed.
 
 Every targeted client gets exactly one result: its ack; else success=false with the reason ("not acked
 before the deadline", the stream that ended, a slow reader's queue). A replica that stops answering
-(its channel has no subscriber any more) has its reported targets failed at once. The caller's deadline
+(its channel has no subscriber any more) has its targets failed at once. The caller's deadline
 bounds every part; a caller that goes away sends `bcancel`, which withdraws the copies not yet written.
 """
 
@@ -43,15 +47,19 @@ from .messages import Envelope, EnvelopeKind
 from .outcomes import failure_ack
 
 logger = logging.getLogger(__name__)
-FIRST_BATCH = 0.05  # a replica's first batch (with its targets) goes out after at most this
-BATCH_WINDOW = 0.05  # later results are gathered this long into one batch
+BATCH_WINDOW = 0.05  # the caller's own replica hands its results on this often (in-process: no Redis call)
+PROGRESS_EVERY = 1.0  # another replica posts its results this often while acks arrive, and once when done
 REPLY_MARGIN = 0.15  # a replica ends its part this long before the caller's deadline, so its last batch arrives
+TARGETS_KEPT = 5.0  # a replica's targets outlive the broadcast's deadline by this in Redis
 PROBE_EVERY = 0.5  # a replica silent this long is checked: still subscribed?
+DIRECT = ""  # the part of named clients no replica held, each sent the single-command way
+DIRECT_MARGIN = 0.05  # those end this long before the deadline, so their result is in
 NOT_ACKED = "not acked before the deadline"
 NOT_CONNECTED = "not connected"
 
 ClientTypes = Callable[[str, list[str]], Awaitable[set[str]]]  # (client_type, client_ids) -> those of that type
 OnResult = Callable[[str, common_pb2.CommandAck, str], Awaitable[None]]  # (client_id, ack, replica)
+Post = Callable[["Batch"], Awaitable[None] | None]  # a part's batch to the caller (Redis, or in-process)
 
 
 def bot_command_id(broadcast_id: str, client_id: str) -> str:
@@ -75,10 +83,11 @@ def encode_batch(replica: str, targets: list[str] | None, results: list[tuple[st
 
 @dataclass
 class Batch:
-    replica: str
+    replica: str  # the part it belongs to
     targets: list[str] | None
     results: list[tuple[str, common_pb2.CommandAck]]
     done: bool
+    via: str = ""  # the replica that delivered, when not the part's own (a named client reached directly)
 
 
 def decode_batch(raw: str) -> Batch:
@@ -120,14 +129,15 @@ class FleetCommands:
 
     # the caller's side -------------------------------------------------------------
     async def broadcast(self, selector: pb2.ClientSelector, command: pb2.DjangoCommand, timeout: float,
-                        on_result: OnResult) -> Summary:
-        """Run a broadcast; on_result gets exactly one result per targeted client. Ends by the timeout."""
+                        on_result: OnResult, summary: Summary | None = None) -> Summary:
+        """Run a broadcast; on_result gets exactly one result per targeted client. Ends by the timeout.
+        `summary` (when given) is filled in as results come, so a cancelled caller still has the counts."""
         from .cluster_view import live_leases  # the view module reads config at import; only needed here
 
         bus, link = self.bus, self.bus.link
         broadcast_id = command.command_id
         deadline = time.monotonic() + timeout
-        summary = Summary(broadcast_id)
+        summary = summary or Summary(broadcast_id)
         leases = await live_leases(link, self.lease_max_age)
         others = sorted({lease["replica"] for lease in leases} - {bus.me})
         request = pb2.BroadcastCommandRequest(selector=selector, command=command)
@@ -138,9 +148,12 @@ class FleetCommands:
         summary.replicas = asked
         parts = {replica: _Part() for replica in asked}
         batches: asyncio.Queue[Batch] = asyncio.Queue()
-        tasks = [asyncio.create_task(self._serve(request, broadcast_id, timeout, batches.put_nowait), name="bcast-local")]
+        tasks = [asyncio.create_task(self._serve(request, broadcast_id, timeout, batches.put_nowait, BATCH_WINDOW),
+                                     name="bcast-local")]
         if len(asked) > 1:
-            tasks.append(asyncio.create_task(self._read_batches(broadcast_id, deadline, batches, len(asked) - 1), name="bcast-read"))
+            tasks.append(asyncio.create_task(self._read_batches(broadcast_id, deadline, batches, len(asked) - 1),
+                                             name="bcast-read"))
+        named = list(_asked_ids(selector))
         reported: set[str] = set()
 
         async def report(client_id: str, ack: common_pb2.CommandAck, replica: str) -> None:
@@ -154,6 +167,16 @@ class FleetCommands:
                 summary.failed += 1
             await on_result(client_id, ack, replica)
 
+        def reach_unheld() -> None:
+            """Once every replica named its targets: named clients none of them held go the direct way."""
+            if not named or DIRECT in parts or not all(p.targets is not None or p.done for p in parts.values()):
+                return
+            unheld = [c for c in named if not any(c in (p.targets or ()) for p in parts.values())]
+            if unheld:  # maybe in its grace window, or it reconnected after its replica chose its targets
+                parts[DIRECT] = _Part(targets=set(unheld))
+                tasks.extend(asyncio.create_task(self._direct(command, c, deadline, batches.put_nowait),
+                                                 name="bcast-direct") for c in unheld)
+
         finished = False
         try:
             probed = time.monotonic()
@@ -161,6 +184,7 @@ class FleetCommands:
                 if time.monotonic() - probed >= PROBE_EVERY:  # even while other replicas keep answering
                     probed = time.monotonic()
                     await self._probe(parts, summary, report)
+                    reach_unheld()
                     continue
                 try:
                     batch = await asyncio.wait_for(batches.get(), min(left, PROBE_EVERY))
@@ -174,23 +198,40 @@ class FleetCommands:
                     part.targets = set(batch.targets)
                 for client_id, ack in batch.results:
                     part.reported.add(client_id)
-                    await report(client_id, ack, batch.replica)
-                part.done = part.done or batch.done
+                    await report(client_id, ack, batch.via or batch.replica)
+                part.done = part.done or batch.done or (part.targets is not None and part.reported >= part.targets)
+                reach_unheld()
             for replica, part in parts.items():  # the deadline: whatever is still open failed
                 for client_id in sorted((part.targets or set()) - part.reported):
                     await report(client_id, failure_ack(bot_command_id(broadcast_id, client_id), NOT_ACKED), replica)
-            for client_id in _asked_ids(selector):
-                if client_id not in reported:  # no replica held it when the broadcast arrived
+            for client_id in named:
+                if client_id not in reported:  # no replica named its targets in time
                     await report(client_id, failure_ack(bot_command_id(broadcast_id, client_id),
                                                         f"client {client_id} is {NOT_CONNECTED}"), "")
-            finished = True
+            finished = all(p.done for p in parts.values())
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._clean_up(broadcast_id, asked if not finished else [], len(asked) > 1)
+            open_parts = [r for r, p in parts.items() if not p.done and r not in (bus.me, DIRECT)]
+            await self._clean_up(broadcast_id, open_parts, not finished and len(asked) > 1)
         summary.finished = time.time()
         return summary
+
+    async def _direct(self, command: pb2.DjangoCommand, client_id: str, deadline: float,
+                      put: Callable[[Batch], None]) -> None:
+        """A named client no replica held: the single-command path, which holds the copy while the client is in
+        its grace window (delivered when it reconnects) and routes it to a replica it reconnected to."""
+        copy = pb2.DjangoCommand()
+        copy.CopyFrom(command)
+        copy.command_id = bot_command_id(command.command_id, client_id)
+        try:
+            answer = await self.bus.execute(client_id, copy, max(0.0, deadline - time.monotonic() - DIRECT_MARGIN))
+            ack = failure_ack(copy.command_id, NOT_ACKED) if answer.timed_out else answer.ack
+            via = answer.delivery.routed_to
+        except BusUnavailable as exc:
+            ack, via = failure_ack(copy.command_id, f"command bus unavailable: {exc}"), ""
+        put(Batch(DIRECT, None, [(client_id, ack)], done=False, via=via))
 
     async def _probe(self, parts: dict[str, _Part], summary: Summary, report: OnResult) -> None:
         """Replicas silent for a while: one that left its channel is gone, its open targets fail now."""
@@ -208,9 +249,19 @@ class FleetCommands:
             logger.info("broadcast.replica_gone broadcast_id=%s replica=%s", summary.broadcast_id, replica)
             summary.lost.append(replica)
             part.done = True
+            if part.targets is None:  # it died before its first results: its targets are in Redis (if it chose)
+                part.targets = await self._targets_of(summary.broadcast_id, replica)
             for client_id in sorted((part.targets or set()) - part.reported):
                 await report(client_id, failure_ack(bot_command_id(summary.broadcast_id, client_id),
                                                     f"replica {replica} went away before the ack"), replica)
+
+    async def _targets_of(self, broadcast_id: str, replica: str) -> set[str]:
+        try:
+            raw = await self.bus.link.read_targets(broadcast_id, replica)
+            return set(json.loads(raw)) if raw else set()
+        except (BusUnavailable, ValueError) as exc:
+            logger.warning("broadcast.targets_unread broadcast_id=%s replica=%s error=%s", broadcast_id, replica, exc)
+            return set()
 
     async def _read_batches(self, broadcast_id: str, deadline: float, batches: asyncio.Queue[Batch],
                             remote: int) -> None:
@@ -232,12 +283,12 @@ class FleetCommands:
                     logger.warning("broadcast.bad_batch broadcast_id=%s error=%s", broadcast_id, exc)
 
     async def _clean_up(self, broadcast_id: str, cancel: list[str], remote: bool) -> None:
-        """Always drop the result list; a broadcast that did not finish withdraws its undelivered copies."""
+        """Replicas still at work withdraw their undelivered copies; a list left behind is dropped (a finished
+        broadcast popped its list empty, and Redis removed it then)."""
         link = self.bus.link
         try:
             if cancel:
-                others = [r for r in cancel if r != self.bus.me]
-                await link.fan_out(others, Envelope(EnvelopeKind.BROADCAST_CANCEL, command_id=broadcast_id,
+                await link.fan_out(cancel, Envelope(EnvelopeKind.BROADCAST_CANCEL, command_id=broadcast_id,
                                                     sender=self.bus.me))
             if remote:
                 await link.drop_batches(broadcast_id)
@@ -255,9 +306,11 @@ class FleetCommands:
         broadcast_id, link = envelope.command_id, self.bus.link
 
         def post(batch: Batch) -> Awaitable[None]:
+            if batch.targets is not None and not batch.results and not batch.done:  # read only if we die
+                return link.post_targets(broadcast_id, json.dumps(batch.targets), envelope.timeout + TARGETS_KEPT)
             return link.post_batch(broadcast_id, encode_batch(batch.replica, batch.targets, batch.results, batch.done))
 
-        self.bus.own(self._serve(request, broadcast_id, envelope.timeout - REPLY_MARGIN, post))
+        self.bus.own(self._serve(request, broadcast_id, envelope.timeout - REPLY_MARGIN, post, PROGRESS_EVERY))
 
     def on_cancel(self, envelope: Envelope) -> None:
         task = self._parts.get(envelope.command_id)
@@ -266,13 +319,13 @@ class FleetCommands:
             task.cancel()
 
     async def _serve(self, request: pb2.BroadcastCommandRequest, broadcast_id: str, timeout: float,
-                     post: Callable[[Batch], Awaitable[None] | None]) -> None:
+                     post: Post, window: float) -> None:
         """This replica's part, registered so a `bcancel` can stop it."""
         task = asyncio.current_task()
         assert task is not None
         self._parts[broadcast_id] = task
         try:
-            await self._deliver(request, broadcast_id, time.monotonic() + max(0.0, timeout), post)
+            await self._deliver(request, broadcast_id, time.monotonic() + max(0.0, timeout), post, window)
         except asyncio.CancelledError:
             pass  # the caller went away: nothing to report
         except BusUnavailable as exc:
@@ -297,10 +350,15 @@ class FleetCommands:
         return [s for s in chosen if not s.closed]
 
     async def _deliver(self, request: pb2.BroadcastCommandRequest, broadcast_id: str, deadline: float,
-                       post: Callable[[Batch], Awaitable[None] | None]) -> None:
+                       post: Post, window: float) -> None:
+        """Targets first (before any copy goes out: a replica dying later still has them failed), then the
+        results every `window` seconds while acks arrive, the last batch saying done."""
         bus = self.bus
         sessions = await self._select(request.selector)
-        targets = [s.client_id for s in sessions]
+        targets: list[str] | None = [s.client_id for s in sessions]
+        await _posted(post(Batch(bus.me, targets, [], done=not sessions)))
+        if not sessions:
+            return
         results: list[tuple[str, common_pb2.CommandAck]] = []
         waits: dict[asyncio.Future[common_pb2.CommandAck], tuple[str, str, Any]] = {}
         try:
@@ -317,14 +375,10 @@ class FleetCommands:
                     bus.stop_waiting(command.command_id)
                     reason = session.close_reason.details if session.close_reason else "stream not taking commands"
                     results.append((session.client_id, failure_ack(command.command_id, f"stream ended: {reason}")))
-            first, until = True, time.monotonic() + FIRST_BATCH
             while True:
-                if waits and not first:  # wait for one result, then gather a batch behind it
-                    await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()),
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    until = time.monotonic() + BATCH_WINDOW
-                if waits:
-                    await asyncio.wait(waits, timeout=max(0.0, min(until, deadline) - time.monotonic()))
+                if waits:  # every ack, or the window's end, or the deadline
+                    until = min(deadline, time.monotonic() + window)
+                    await asyncio.wait(waits, timeout=max(0.0, until - time.monotonic()))
                 for future in [f for f in waits if f.done()]:
                     client_id, _, _ = waits.pop(future)
                     results.append((client_id, future.result()))
@@ -335,10 +389,9 @@ class FleetCommands:
                         error = NOT_ACKED + (" (never read: the bot is not reading its stream)" if unread else "")
                         results.append((client_id, failure_ack(command_id, error)))
                     waits.clear()
-                outcome = post(Batch(bus.me, targets if first else None, results, done=not waits))
-                if outcome is not None:
-                    await outcome
-                first, results = False, []
+                if results or not waits:  # the first result batch names the targets again
+                    await _posted(post(Batch(bus.me, targets, results, done=not waits)))
+                    results, targets = [], None
                 if not waits:
                     return
         finally:
@@ -346,6 +399,11 @@ class FleetCommands:
                 bus.stop_waiting(command_id)
                 session.withdraw(command_id)
                 session.inflight.pop(command_id, None)
+
+
+async def _posted(outcome: Awaitable[None] | None) -> None:
+    if outcome is not None:
+        await outcome
 
 
 async def _no_types(client_type: str, client_ids: list[str]) -> set[str]:

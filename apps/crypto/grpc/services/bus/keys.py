@@ -54,6 +54,9 @@ class Keys:
     def broadcast(self, broadcast_id: str) -> str:  # list the replicas push a broadcast's result batches to
         return f"{self.prefix}:bcast:{client_tag(broadcast_id)}"
 
+    def broadcast_targets(self, broadcast_id: str) -> str:  # hash: replica -> its targets (JSON), read if it dies
+        return f"{self.prefix}:bcast:{client_tag(broadcast_id)}:targets"
+
     def channel(self, replica_id: str) -> str:  # (sharded) pub/sub channel a replica listens on
         return self.channel_prefix() + replica_id
 

@@ -128,6 +128,7 @@ class RedisLink:
         self._reserve = redis.register_script(self.RESERVE)
         self._fan_out = redis.register_script(self.FAN_OUT)
         self._post_batch = redis.register_script(self.POST_BATCH)
+        self._post_targets = redis.register_script(self.POST_TARGETS)
 
     async def _run(self, coro: Any) -> Any:
         try:
@@ -432,6 +433,22 @@ return 1
         """A replica's batch of results for the broadcast's caller: one call."""
         key = self.keys.broadcast(broadcast_id)
         await self._run(self._post_batch(keys=[key], args=[payload, BROADCAST_TTL_MS]))
+
+    # KEYS[1] the broadcast's targets hash   ARGV[1] replica, ARGV[2] its targets (JSON), ARGV[3] TTL ms
+    POST_TARGETS = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+    async def post_targets(self, broadcast_id: str, payload: str, ttl: float) -> None:
+        """A replica's targets, before it delivers: read by the caller only if that replica dies."""
+        key = self.keys.broadcast_targets(broadcast_id)
+        await self._run(self._post_targets(keys=[key], args=[self.replica_id, payload, _ms(ttl)]))
+
+    async def read_targets(self, broadcast_id: str, replica_id: str) -> str | None:
+        raw = await self._run(self.redis.hget(self.keys.broadcast_targets(broadcast_id), replica_id))
+        return None if raw is None else _text(raw)
 
     async def take_batches(self, broadcast_id: str, timeout: float) -> list[str]:
         """Every batch waiting (one BLMPOP), or [] after timeout seconds."""
