@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
+from apps.crypto.models import CommandRecord
 from tests.cluster.conftest import start_replicas, stop_replicas
 from tests.cluster.test_broadcast import by_client, close_all, fleet, routable
 from tests.cluster.test_routing import connect
@@ -78,6 +79,13 @@ async def test_a_cancelled_broadcast_is_withdrawn_on_every_replica(replicas, ope
         await asyncio.gather(call, return_exceptions=True)
         await eventually(lambda: f"broadcast.cancelled broadcast_id={command_id}" in replicas[1].log_tail(200),
                          timeout=5, message="the owner replica withdrew its part")
+
+        async def recorded() -> bool:
+            record = await CommandRecord.objects.filter(command_id=command_id).afirst()
+            return record is not None and record.payload["counts"]["ending"] == "cancelled"
+        await eventually(recorded, timeout=5, message="the cancelled broadcast left its record")
+        record = await CommandRecord.objects.aget(command_id=command_id)
+        assert record.kind == "broadcast" and record.outcome == "failed" and record.sent_by
     finally:
         await silent.__aexit__()
 
@@ -95,8 +103,7 @@ async def test_a_replica_killed_mid_broadcast_has_its_clients_failed_not_hanging
                                                       pause(command_id), timeout=10))
         await eventually(lambda: all(any(c.command_id.startswith(command_id) for c in b.commands) for b in doomed),
                          timeout=5, message="the doomed bots got their copies")
-        await asyncio.sleep(0.2)  # the victim reported its targets (its first batch)
-        victim.kill()
+        victim.kill()  # before any result batch (its bots do not ack): its targets come from Redis
         results, summary = await call
         elapsed = time.monotonic() - started
         got = by_client(results)
@@ -109,3 +116,35 @@ async def test_a_replica_killed_mid_broadcast_has_its_clients_failed_not_hanging
         assert summary.failed >= 3 and summary.acked >= 6 and summary.targeted == len(results)
     finally:
         await close_all(healthy + doomed)
+
+
+async def test_a_named_client_in_its_grace_window_gets_the_command_when_it_reconnects(replicas, operator):
+    """Held by no replica when the broadcast comes (it dropped, grace 3 s): it gets its copy on reconnecting
+    to another replica and acks; a named client that never returns is reported failed within the deadline."""
+    back = await connect(replicas[1])
+    gone = await connect(replicas[1])
+    present = await connect(replicas[0])
+    reborn = None
+    try:
+        await routable(operator, replicas, [back, gone, present])
+        await back.__aexit__()
+        await gone.__aexit__()
+        await asyncio.sleep(0.3)  # both streams ended: each client is in its grace window now
+        command_id = "gr-" + uuid.uuid4().hex[:8]
+        ids = [back.client_id, gone.client_id, present.client_id]
+        call = asyncio.create_task(operator.broadcast(replicas[0].target, pb2.ClientSelector(client_ids=ids),
+                                                      pause(command_id), timeout=6))
+        await asyncio.sleep(0.8)
+        reborn = RawBot(replicas[0].target, back.client_id, back.api_key)  # (replicas[2] may be the killed one)
+        await reborn.__aenter__()
+        reborn.send(heartbeat(back.client_id))
+        results, summary = await call
+        got = by_client(results)
+        assert set(got) == set(ids) and len(results) == 3
+        assert got[back.client_id].ack.success, got[back.client_id].ack.error
+        assert [c.command_id for c in reborn.commands] == [f"{command_id}:{back.client_id}"]
+        assert got[present.client_id].ack.success
+        assert not got[gone.client_id].ack.success and "did not reconnect within 3s" in got[gone.client_id].ack.error
+        assert (summary.targeted, summary.acked, summary.failed) == (3, 2, 1)
+    finally:
+        await close_all([present] + ([reborn] if reborn else []))

@@ -237,7 +237,7 @@ class FleetCommands:
         """Replicas silent for a while: one that left its channel is gone, its open targets fail now."""
         now = time.monotonic()
         for replica, part in parts.items():
-            if part.done or replica == self.bus.me or now - part.heard < PROBE_EVERY:
+            if part.done or replica in (self.bus.me, DIRECT) or now - part.heard < PROBE_EVERY:
                 continue
             try:
                 alive = await self.bus.link.listening(replica)
