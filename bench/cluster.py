@@ -118,39 +118,40 @@ class Cluster:
             self.redis.stop()
 
 
-async def owners(redis: aioredis.Redis, client_ids: list[str]) -> dict[str, str]:
-    """client_id -> replica name holding its claim ("" when unclaimed), from crypto:owner:{id} keys."""
+async def owners(redis: aioredis.Redis, client_ids: list[str], key_prefix: str = KEY_PREFIX) -> dict[str, str]:
+    """client_id -> replica name holding its claim ("" when unclaimed), from crypto:owner:{id} keys
+    (relay:owner:{id} for the bare relays)."""
     result: dict[str, str] = {}
     for start in range(0, len(client_ids), 1000):
         chunk = client_ids[start:start + 1000]
-        values = await redis.mget([Keys(KEY_PREFIX).owner(c) for c in chunk])
+        values = await redis.mget([Keys(key_prefix).owner(c) for c in chunk])
         for client_id, raw in zip(chunk, values, strict=True):
             result[client_id] = raw.decode().rpartition("|")[0] if raw else ""
     return result
 
 
-def owner_pattern(prefix: str) -> str:
+def owner_pattern(prefix: str, key_prefix: str = KEY_PREFIX) -> str:
     """SCAN pattern of the claims of clients whose ids start with prefix (braces are literal in globs)."""
-    return Keys(KEY_PREFIX).owner(prefix).removesuffix("}") + "*"
+    return Keys(key_prefix).owner(prefix).removesuffix("}") + "*"
 
 
-async def count_claims(redis: aioredis.Redis, prefix: str) -> int:
+async def count_claims(redis: aioredis.Redis, prefix: str, key_prefix: str = KEY_PREFIX) -> int:
     """How many of the bench's clients (ids starting with prefix) have a live claim."""
     count = 0
-    async for _ in redis.scan_iter(match=owner_pattern(prefix), count=2000):
+    async for _ in redis.scan_iter(match=owner_pattern(prefix, key_prefix), count=2000):
         count += 1
     return count
 
 
-
-async def wait_claims(c: Cluster, prefix: str, expected: int, timeout: float = 120.0) -> int:
+async def wait_claims(c: Cluster, prefix: str, expected: int, timeout: float = 120.0,
+                      key_prefix: str = KEY_PREFIX) -> int:
     """Poll until `expected` bots with this prefix hold a claim (or the timeout); the count seen."""
     redis = c.redis_client()
     try:
         until = time.monotonic() + timeout
         claimed = 0
         while time.monotonic() < until:
-            claimed = await count_claims(redis, prefix)
+            claimed = await count_claims(redis, prefix, key_prefix)
             if claimed >= expected:
                 break
             await asyncio.sleep(0.25)

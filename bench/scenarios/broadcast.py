@@ -6,6 +6,8 @@ harness sends BROADCASTS broadcasts (selector all_connected, a pause the bench b
 times each from the call to its summary; every bot must be acked. Redis calls per broadcast come from
 INFO commandstats around one broadcast (the harness' own INFO call excluded). Then the same fleet gets
 one ExecuteCommandSync per bot, 32 in flight, round-robin over the replicas: the time until the last ack.
+The floor, in the same run: as many bare relays (bench/relay.py) with a second fleet of the same size,
+a bare broadcast alternating with the product's (A B A B); `vs_bare` is product p50 / bare p50.
 CPU seconds per broadcast are reported per process (replicas, Redis, the load generator's bots, the
 caller), so a slow broadcast shows whose work it waited for. With --profile, py-spy samples the
 caller's replica and the load generator during extra broadcasts at the largest size.
@@ -28,6 +30,8 @@ from ..cluster import RoundTrips, wait_claims
 from ..commands import CALLER_OPTIONS, Commands
 from ..context import Context, cluster, fleet, meter
 from ..procs import OPERATOR_TOKEN
+from ..relay import PREFIX as RELAY_PREFIX
+from ..relay import relays
 from ..report import check, table, targets_table
 from ..stats import summary_s
 
@@ -70,50 +74,65 @@ async def run(ctx: Context) -> dict[str, Any]:
     opts = ctx.options
     steps = sorted(set(opts.client_steps))
     rows: list[dict[str, Any]] = []
-    async with cluster(ctx, "broadcast", opts.replicas) as c:
+    bare_prefix = ctx.prefix + "bare-"
+    async with cluster(ctx, "broadcast", opts.replicas) as c, relays(c.bus_url, opts.replicas) as bare:
         targets = [r.target for r in c.live]
-        redis = c.redis_client()
-        async with fleet(ctx, targets) as f:
+        async with fleet(ctx, targets) as f, fleet(ctx, [r.target for r in bare]) as bare_fleet:
             channel = grpc.aio.insecure_channel(targets[0], options=CALLER_OPTIONS)
+            bare_channel = grpc.aio.insecure_channel(bare[0].target, options=CALLER_OPTIONS)
             stub = pb2_grpc.CryptoStreamingServiceStub(channel)
+            bare_stub = pb2_grpc.CryptoStreamingServiceStub(bare_channel)
             commands = Commands()
             connected = 0
             profiles: dict[str, Any] = {}
             try:
                 for size in steps:
                     await f.connect(ctx.prefix, size - connected, start=connected)
+                    await bare_fleet.connect(bare_prefix, size - connected, start=connected)
                     connected = size
                     claimed = await wait_claims(c, ctx.prefix, size)
+                    await wait_claims(c, bare_prefix, size, key_prefix=RELAY_PREFIX)
                     await one_broadcast(stub, -1)  # warm-up: channels, Lua scripts loaded
-                    times, summaries, cpu = [], [], Counter[str]()
-                    for n in range(BROADCASTS):
-                        async with RoundTrips(c.redis.url) as watch:
+                    await one_broadcast(bare_stub, -1)
+                    times, bare_times, summaries, cpu = [], [], [], Counter[str]()
+                    for n in range(BROADCASTS):  # product and bare relay alternating, A B A B
+                        async with RoundTrips(c.bus_url) as watch:
                             used = meter(c, f).start()
                             seconds, summary = await one_broadcast(stub, n)
                             cpu.update({k: v * seconds for k, v in used.stop().items()})
-                        calls = len(watch.calls)
                         times.append(seconds)
-                        summaries.append((summary.targeted, summary.acked, calls))
-                    ctx.log(f"broadcast: {size} bots, one broadcast p50 {sorted(times)[len(times) // 2]:.3f} s")
+                        summaries.append((summary.targeted, summary.acked, len(watch.calls)))
+                        seconds, summary = await one_broadcast(bare_stub, n)
+                        bare_times.append(seconds if summary.acked == size else float("inf"))
+                    ctx.log(f"broadcast: {size} bots, one broadcast p50 {median(times):.3f} s, "
+                            f"bare relay {median(bare_times):.3f} s")
                     baseline_s, baseline_acked = await per_bot(
                         commands, targets, [f"{ctx.prefix}{i:06d}" for i in range(size)])
                     spread = summary_s(times)
                     rows.append({"bots": size, "claimed": claimed, "broadcasts": BROADCASTS,
                                  "targeted": min(s[0] for s in summaries), "acked_min": min(s[1] for s in summaries),
                                  "p50_s": spread["p50_s"], "p99_s": spread["p99_s"],
+                                 "bare_p50_s": round(median(bare_times), 3),
+                                 "vs_bare": round(spread["p50_s"] / median(bare_times), 2),
                                  "redis_calls": sorted(s[2] for s in summaries)[len(summaries) // 2],
                                  "cpu_s_per_broadcast": {k: round(v / BROADCASTS, 3) for k, v in sorted(cpu.items())},
                                  "per_bot_rpcs_s": round(baseline_s, 3), "per_bot_acked": baseline_acked,
                                  "speedup": round(baseline_s / spread["p50_s"], 1) if spread["p50_s"] else None})
                 if opts.profile:
-                    profiles = await profile(ctx, stub, {"replica": c.live[0].pid, "loadgen": f.pid})
+                    profiles = await profile(ctx, stub, {"replica": c.live[0].pid, "other_replica": c.live[1].pid,
+                                                         "loadgen": f.pid})
             finally:
                 await commands.close()
                 await channel.close()
+                await bare_channel.close()
     result = assemble(ctx, rows)
     if opts.profile:
         result["profile"] = profiles
     return result
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 async def profile(ctx: Context, stub: pb2_grpc.CryptoStreamingServiceStub, pids: dict[str, int]) -> dict[str, Any]:
@@ -149,7 +168,8 @@ def assemble(ctx: Context, rows: list[dict[str, Any]]) -> dict[str, Any]:
                                 r["p50_s"] < 0.5))
         checks.append(check(f"{r['bots']} bots: faster than one ExecuteCommandSync per bot", ">= 10x",
                             r["speedup"], (r["speedup"] or 0) >= 10))
-    text = table(rows, ["bots", "claimed", "broadcasts", "targeted", "acked_min", "p50_s", "p99_s", "redis_calls",
+    text = table(rows, ["bots", "claimed", "broadcasts", "targeted", "acked_min", "p50_s", "p99_s", "bare_p50_s",
+                        "vs_bare", "redis_calls",
                         "per_bot_rpcs_s", "per_bot_acked", "speedup"],
                  f"broadcast: pause all over {ctx.options.replicas} replicas vs one RPC per bot ({IN_FLIGHT} in flight)")
     return {"params": {"replicas": ctx.options.replicas, "broadcasts": BROADCASTS, "in_flight": IN_FLIGHT},
