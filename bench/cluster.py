@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from apps.crypto.grpc.services.bus.keys import Keys
 
-from .procs import OPERATOR_TOKEN, RedisProcess, Replica, run_checked
+from .procs import OPERATOR_TOKEN, RedisProcess, Replica, free_port, run_checked
 
 KEY_PREFIX = "crypto"
 LOG_EVENT = re.compile(r" (WARNING|ERROR|CRITICAL) \S+ (?:replica=\S+ )?([a-z_]+(?:\.[a-z_]+)+)")
@@ -70,6 +70,8 @@ class Cluster:
         env.update(REDIS_URL=self.bus_url, DATABASE_URL=self.database_url)
         env.update(self.extra_env)
         env.update(extra)
+        if env.get("METRICS_PORT") == "auto":  # metrics on: each replica its own free port
+            env["METRICS_PORT"] = str(free_port())
         return env
 
     def new_replica(self, **extra_env: str) -> Replica:

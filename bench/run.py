@@ -66,7 +66,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="memory: gRPC transports to measure ('default' or a GRPC_EXPERIMENTS value)")
     p.add_argument("--load-concurrency", type=int, default=8, help="commands in flight during failover/rollout")
     p.add_argument("--fleet-channels", type=int, default=4, help="load generator channels per replica")
-    p.add_argument("--profile", action="store_true", help="latency: py-spy a replica during an extra cross step; ingest: py-spy round 0 of off and receipts")
+    p.add_argument("--profile", action="store_true", help="latency: py-spy a replica during an extra same and cross step; ingest: py-spy round 0 of off and receipts; broadcast: py-spy two replicas and the load generator")
     p.add_argument("--plot", default=str(ROOT / "docs" / "latency.png"), help="latency plot path ('' = none)")
     p.add_argument("--budget", type=float, default=900.0, help="hard time limit per scenario, seconds")
     p.add_argument("--redis-url", default="",

@@ -1,13 +1,21 @@
-"""latency: ExecuteCommandSync percentiles, same-replica vs cross-replica, at rising concurrency.
+"""latency: ExecuteCommandSync percentiles, same-replica vs cross-replica, at rising concurrency, against
+a bare relay in the same run (#17).
 
 `same`: the caller asks the replica that holds the bot's stream; `cross`: it asks another one.
 Closed loop: `c` callers each send a command to a random connected bot, wait for the ack, repeat,
 for --duration seconds per step. Throughput is acked commands per second over the step.
+
+The product runs with every feature on at its defaults (operator auth, journal, metrics, INFO logs,
+Centrifugo publishing to a fake in its own process; the database from --database-url). Next to it run as
+many bare relays (bench/relay.py) with their own fleet of the same size from a second load generator;
+each step alternates product and relay REPEATS times (A B A B) and every figure is also given as a
+ratio product / relay, with replica CPU per acked command for both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -18,13 +26,16 @@ from .. import floors, profiling
 from ..cluster import Cluster, owners, redis_calls, wait_claims
 from ..commands import Commands, Ending
 from ..context import Context, cluster, fleet, meter
-from ..procs import Replica
+from ..procs import CpuMeter, FakeCentrifugoProcess, Replica
+from ..relay import PREFIX as RELAY_PREFIX
+from ..relay import RelayProcess, relays
 from ..report import check, table, targets_table
 from ..stats import summary_ms
 
 WARMUP_SECONDS = 2.0
 FLOOR_SECONDS = 3.0  # per floor (gRPC unary, Redis hop)
 PROFILE_CONCURRENCY = 32
+REPEATS = 2  # each step: product and relay alternating, A B A B, --duration split between the turns
 
 
 @dataclass(frozen=True)
@@ -70,74 +81,135 @@ async def closed_loop(commands: Commands, plan: Plan, mode: str, concurrency: in
 
 
 def step_row(mode: str, concurrency: int, endings: list[Ending], wall: float, cpu: dict[str, float],
-             redis_ops: Counter[str]) -> dict[str, Any]:
+             redis_ops: Counter[str], system: str = "product") -> dict[str, Any]:
+    """One step's figures; `cpu` is cores used per process over `wall` (replicas named r1.. or relay-1..)."""
     acked = [e.seconds for e in endings if e.acked]
+    replicas = sum(v for k, v in cpu.items() if k not in ("redis", "loadgen", "caller"))
     kinds = Counter(e.kind for e in endings if not e.acked)
     redis_ops.pop("info", None)
     per_cmd = {k: round(v / max(1, len(endings)), 2) for k, v in redis_ops.most_common() if v}
-    return {"mode": mode, "concurrency": concurrency, **summary_ms(acked),
+    return {"system": system, "mode": mode, "concurrency": concurrency, **summary_ms(acked),
             "redis_ops_per_cmd": round(sum(redis_ops.values()) / max(1, len(endings)), 2), "redis_ops": per_cmd,
             "acked_per_s": round(len(acked) / wall, 1), "failed": sum(kinds.values()), "failures": dict(kinds),
-            "cpu": cpu, "cpu_replicas": round(sum(v for k, v in cpu.items() if k.startswith("r")), 2),
-            "replica_cpu_ms_per_cmd": round(1000 * sum(v for k, v in cpu.items() if k.startswith("r"))
-                                            / max(1, len(acked)) * wall, 2),
+            "cpu": cpu, "cpu_replicas": round(replicas, 2),
+            "replica_cpu_ms_per_cmd": round(1000 * replicas / max(1, len(acked)) * wall, 3),
             "cpu_loadgen": cpu.get("loadgen", 0.0), "cpu_caller": cpu.get("caller", 0.0),
             "cpu_redis": cpu.get("redis", 0.0)}
 
 
 async def profile_step(ctx: Context, commands: Commands, plan: Plan, replica: Replica,
-                       seconds: float) -> dict[str, Any]:
-    out = ctx.scratch("latency") / f"profile-{replica.name}.txt"
+                       seconds: float, mode: str = "cross") -> dict[str, Any]:
+    out = ctx.scratch("latency") / f"profile-{replica.name}-{mode}.txt"
     spy = profiling.start(replica.pid, out, seconds + 1)
     if spy is None:
         return {"error": "py-spy is not installed (pip install py-spy)"}
     await asyncio.sleep(0.5)
-    endings, wall = await closed_loop(commands, plan, "cross", PROFILE_CONCURRENCY, seconds)
+    endings, wall = await closed_loop(commands, plan, mode, PROFILE_CONCURRENCY, seconds)
     await asyncio.to_thread(profiling.finish, spy)
     if not out.exists():
         return {"error": "py-spy wrote no profile (ptrace not permitted?)"}
-    kept = ctx.results_dir / f"latency-profile-{ctx.stamp}.txt"
+    kept = ctx.results_dir / f"latency-profile-{mode}-{ctx.stamp}.txt"
     kept.write_bytes(out.read_bytes())
     acked = sum(1 for e in endings if e.acked)
-    return {"replica": replica.name, "mode": "cross", "concurrency": PROFILE_CONCURRENCY,
+    return {"replica": replica.name, "mode": mode, "concurrency": PROFILE_CONCURRENCY,
             "acked_per_s_while_profiled": round(acked / wall, 1), "collapsed_stacks": str(kept),
             **profiling.summarize(out)}
 
 
+async def build_bare_plan(ctx: Context, c: Cluster, bare: list[RelayProcess], prefix: str, count: int) -> Plan:
+    redis = c.redis_client()
+    try:
+        clients = [f"{prefix}{i:06d}" for i in range(count)]
+        owned = await owners(redis, clients, key_prefix=RELAY_PREFIX)
+    finally:
+        await redis.aclose()
+    by_name = {r.name: r.target for r in bare}
+    mapping = {cid: by_name[name] for cid, name in owned.items() if name in by_name}
+    return Plan([cid for cid in clients if cid in mapping], mapping, [r.target for r in bare])
+
+
+async def measure(commands: Commands, plan: Plan, mode: str, concurrency: int, seconds: float, cpu: CpuMeter,
+                  redis: Any) -> tuple[list[Ending], float, dict[str, float], Counter[str]]:
+    calls = await redis_calls(redis)
+    cpu.start()
+    endings, wall = await closed_loop(commands, plan, mode, concurrency, seconds)
+    shares = cpu.stop()
+    return endings, wall, shares, await redis_calls(redis) - calls
+
+
+def pooled(runs: list[tuple[list[Ending], float, dict[str, float], Counter[str]]]
+           ) -> tuple[list[Ending], float, dict[str, float], Counter[str]]:
+    """A step measured in several turns, as one: endings and walls added, CPU shares weighted by wall."""
+    endings = [e for run in runs for e in run[0]]
+    wall = sum(run[1] for run in runs)
+    names = runs[0][2].keys()
+    cpu = {k: round(sum(run[2][k] * run[1] for run in runs) / wall, 3) for k in names}
+    calls: Counter[str] = Counter()
+    for run in runs:
+        calls.update(run[3])
+    return endings, wall, cpu, calls
+
+
+def features_env(fake: FakeCentrifugoProcess, given: dict[str, str]) -> dict[str, str]:
+    """Every feature on, at its defaults: what #17 compares with the bare relay. A feature set with --env
+    keeps that value (e.g. --env LOG_LEVEL=WARNING measures what INFO logs cost)."""
+    features = {"LOG_LEVEL": "INFO", "METRICS_PORT": "auto", "CENTRIFUGO_API_URL": fake.url,
+                "CENTRIFUGO_API_KEY": fake.api_key}
+    return {k: v for k, v in features.items() if k not in given}
+
+
 async def run(ctx: Context) -> dict[str, Any]:
     opts = ctx.options
-    async with cluster(ctx, "latency", opts.replicas) as c:
-        async with fleet(ctx, [r.target for r in c.live]) as f:
-            ctx.log(f"latency: connecting {opts.clients} bots")
-            await f.connect(ctx.prefix, opts.clients)
-            claimed = await wait_claims(c, ctx.prefix, opts.clients)
-            plan = await build_plan(ctx, c, opts.clients)
-            ctx.log(f"latency: {claimed} claims, {len(plan.clients)} bots routable; warming up")
-            commands = Commands()
-            redis = c.redis_client()
-            try:
-                await closed_loop(commands, plan, "cross", 8, WARMUP_SECONDS)
-                assert c.redis is not None
-                ctx.log("latency: measuring the gRPC and Redis floors")
-                floor = await floors.measure(c.redis.url, FLOOR_SECONDS)
-                rows = []
-                for concurrency in opts.concurrency:
-                    for mode in ("same", "cross"):
-                        calls = await redis_calls(redis)
-                        cpu = meter(c, f).start()
-                        endings, wall = await closed_loop(commands, plan, mode, concurrency, opts.duration)
-                        shares = cpu.stop()
-                        calls = await redis_calls(redis) - calls
-                        rows.append(step_row(mode, concurrency, endings, wall, shares, calls))
-                        ctx.log(f"latency: {mode} c={concurrency}: p50 {rows[-1]['p50_ms']} ms, "
-                                f"{rows[-1]['acked_per_s']} acked/s")
-                profile = await profile_step(ctx, commands, plan, c.live[0], max(8.0, opts.duration)) \
-                    if opts.profile else None
-            finally:
-                await commands.close()
-                await redis.aclose()
-            fleet_stats = await f.stats()
-    return assemble(ctx, rows, claimed, fleet_stats, profile, floor)
+    fake = await FakeCentrifugoProcess().start()
+    bare_prefix = ctx.prefix + "bare-"
+    try:
+        async with cluster(ctx, "latency", opts.replicas, **features_env(fake, dict(opts.replica_env))) as c, \
+                relays(c.bus_url, opts.replicas) as bare:
+            async with fleet(ctx, [r.target for r in c.live]) as f, fleet(ctx, [r.target for r in bare]) as bf:
+                ctx.log(f"latency: connecting {opts.clients} bots to the product and as many to the bare relays")
+                await f.connect(ctx.prefix, opts.clients)
+                await bf.connect(bare_prefix, opts.clients)
+                claimed = await wait_claims(c, ctx.prefix, opts.clients)
+                await wait_claims(c, bare_prefix, opts.clients, key_prefix=RELAY_PREFIX)
+                plan = await build_plan(ctx, c, opts.clients)
+                bare_plan = await build_bare_plan(ctx, c, bare, bare_prefix, opts.clients)
+                ctx.log(f"latency: {claimed} claims, {len(plan.clients)} bots routable "
+                        f"({len(bare_plan.clients)} on the relays); warming up")
+                commands = Commands()
+                redis = c.redis_client()
+                assert c.redis is not None and c.redis.process is not None
+                product_cpu = meter(c, f)
+                bare_cpu = CpuMeter({**{r.name: r.pid for r in bare}, "redis": c.redis.process.pid,
+                                     "loadgen": bf.pid, "caller": os.getpid()})
+                try:
+                    await closed_loop(commands, plan, "cross", 8, WARMUP_SECONDS)
+                    await closed_loop(commands, bare_plan, "cross", 8, WARMUP_SECONDS)
+                    ctx.log("latency: measuring the gRPC and Redis floors")
+                    floor = await floors.measure(c.redis.url, FLOOR_SECONDS)
+                    rows, bare_rows = [], []
+                    turn = opts.duration / REPEATS
+                    for concurrency in opts.concurrency:
+                        for mode in ("same", "cross"):
+                            product_runs, bare_runs = [], []
+                            for _ in range(REPEATS):  # A B A B
+                                product_runs.append(await measure(commands, plan, mode, concurrency, turn,
+                                                                  product_cpu, redis))
+                                bare_runs.append(await measure(commands, bare_plan, mode, concurrency, turn,
+                                                               bare_cpu, redis))
+                            rows.append(step_row(mode, concurrency, *pooled(product_runs)))
+                            bare_rows.append(step_row(mode, concurrency, *pooled(bare_runs), system="bare relay"))
+                            ctx.log(f"latency: {mode} c={concurrency}: p50 {rows[-1]['p50_ms']} ms "
+                                    f"(relay {bare_rows[-1]['p50_ms']}), {rows[-1]['acked_per_s']} acked/s "
+                                    f"(relay {bare_rows[-1]['acked_per_s']})")
+                    profile = {mode: await profile_step(ctx, commands, plan, c.live[0], max(8.0, opts.duration), mode)
+                               for mode in ("same", "cross")} if opts.profile else None
+                finally:
+                    await commands.close()
+                    await redis.aclose()
+                fleet_stats = await f.stats()
+    finally:
+        await fake.stop()
+    return assemble(ctx, rows, bare_rows, claimed, fleet_stats, profile, floor)
 
 
 def step(rows: list[dict[str, Any]], mode: str, concurrency: int) -> dict[str, Any]:
@@ -167,35 +239,69 @@ def floor_text(view: dict[str, Any]) -> str:
             f"Cross/same ratio with zero service code on the cross path: {view['ratio_floor']}")
 
 
-def assemble(ctx: Context, rows: list[dict[str, Any]], claimed: int, fleet_stats: dict[str, Any],
-             profile: dict[str, Any] | None, floor: dict[str, Any]) -> dict[str, Any]:
+def ratios(rows: list[dict[str, Any]], bare_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Product / bare relay for every step (latency and CPU: lower is better; acked/s: higher is)."""
+    out = []
+    for r, b in zip(rows, bare_rows, strict=True):
+        def over(key: str) -> float | None:
+            return round(r[key] / b[key], 2) if b.get(key) else None
+        out.append({"mode": r["mode"], "concurrency": r["concurrency"], "p50": over("p50_ms"), "p99": over("p99_ms"),
+                    "acked_per_s": over("acked_per_s"), "cpu_per_cmd": over("replica_cpu_ms_per_cmd"),
+                    "product_cpu_ms": r["replica_cpu_ms_per_cmd"], "relay_cpu_ms": b["replica_cpu_ms_per_cmd"]})
+    return out
+
+
+def ratio_checks(table_: list[dict[str, Any]], low: int, busy: int) -> list[dict[str, Any]]:
+    """#17's figures: latency at the lowest concurrency, throughput and CPU at `busy` (32) in flight."""
+    def at(mode: str, concurrency: int) -> dict[str, Any]:
+        return next(r for r in table_ if r["mode"] == mode and r["concurrency"] == concurrency)
+
+    def ok(value: float | None, test: Any) -> bool:
+        return value is not None and test(value)
+
+    cross, same, loaded = at("cross", low), at("same", low), at("cross", busy)
+    return [
+        check(f"cross-replica p50 / relay (c={low})", "<= 1.10", cross["p50"], ok(cross["p50"], lambda v: v <= 1.10)),
+        check(f"cross-replica p99 / relay (c={low})", "<= 1.25", cross["p99"], ok(cross["p99"], lambda v: v <= 1.25)),
+        check(f"same-replica p50 / relay (c={low})", "<= 1.10", same["p50"], ok(same["p50"], lambda v: v <= 1.10)),
+        check(f"acked commands/s / relay (cross, c={busy})", ">= 0.90", loaded["acked_per_s"],
+              ok(loaded["acked_per_s"], lambda v: v >= 0.90)),
+        check(f"replica CPU per command / relay (cross, c={busy})", "<= 1.15", loaded["cpu_per_cmd"],
+              ok(loaded["cpu_per_cmd"], lambda v: v <= 1.15)),
+    ]
+
+
+def assemble(ctx: Context, rows: list[dict[str, Any]], bare_rows: list[dict[str, Any]], claimed: int,
+             fleet_stats: dict[str, Any], profile: dict[str, Any] | None, floor: dict[str, Any]) -> dict[str, Any]:
     opts = ctx.options
     low = min(opts.concurrency)
-    cross_low = step(rows, "cross", low)
-    best = max(r["acked_per_s"] for r in rows)
-    checks = [
-        check(f"cross-replica p50 (c={low})", "<= 1.5 ms", cross_low["p50_ms"], cross_low["p50_ms"] <= 1.5),
-        check(f"cross-replica p99 (c={low})", "<= 5 ms", cross_low["p99_ms"], cross_low["p99_ms"] <= 5),
-        check(f"cross/same p50 ratio (c={low})", "<= 1.3", ratio(rows, low, "p50_ms"),
-              ratio(rows, low, "p50_ms") <= 1.3),
-        check("acked commands/s cluster-wide (best step)", ">= 3,000", best, best >= 3000),
-    ]
+    busy = 32 if 32 in opts.concurrency else max(opts.concurrency)
+    versus = ratios(rows, bare_rows)
+    checks = ratio_checks(versus, low, busy)
     for r in rows:
         r["cross_same_p50_ratio"] = ratio(rows, r["concurrency"], "p50_ms")
-    columns = ["mode", "concurrency", "n", "p50_ms", "p90_ms", "p99_ms", "max_ms", "acked_per_s", "failed",
+    columns = ["system", "mode", "concurrency", "n", "p50_ms", "p90_ms", "p99_ms", "max_ms", "acked_per_s", "failed",
                "cpu_replicas", "replica_cpu_ms_per_cmd", "redis_ops_per_cmd", "cpu_redis", "cpu_loadgen", "cpu_caller"]
-    text = table(rows, columns, f"ExecuteCommandSync latency, {opts.replicas} replicas, {claimed} connected bots "
-                                f"(cpu = cores used over the step)")
+    merged = [row for pair in zip(rows, bare_rows, strict=True) for row in pair]
+    text = table(merged, columns, f"ExecuteCommandSync latency, {opts.replicas} replicas (every feature on) and "
+                                  f"{opts.replicas} bare relays, {claimed} connected bots each "
+                                  f"(cpu = cores used over the step; A B A B)")
+    text += "\n\n" + table(versus, ["mode", "concurrency", "p50", "p99", "acked_per_s", "cpu_per_cmd",
+                                     "product_cpu_ms", "relay_cpu_ms"], "product / bare relay, same run")
     text += "\n\n" + targets_table(checks)
     view = floor_view(rows, low, floor)
     text += "\n\n" + floor_text(view)
-    if profile and "self" in profile:
-        text += "\n\n" + table(profile["self"][:12], ["where", "samples", "pct"],
-                               f"py-spy, replica {profile['replica']} (cross, c={profile['concurrency']}): self time")
-        text += "\n\n" + table(profile["packages"][:10], ["where", "samples", "pct"], "self time by package")
-        text += "\n\n" + table(profile["project_inclusive"][:15], ["where", "samples", "pct"],
+    for found in (profile or {}).values():
+        if "self" not in found:
+            continue
+        text += "\n\n" + table(found["self"][:12], ["where", "samples", "pct"],
+                               f"py-spy, replica {found['replica']} ({found['mode']}, c={found['concurrency']}): "
+                               "self time")
+        text += "\n\n" + table(found["packages"][:10], ["where", "samples", "pct"], "self time by package")
+        text += "\n\n" + table(found["project_inclusive"][:15], ["where", "samples", "pct"],
                                "project functions, inclusive (apps/, config/)")
     return {"params": {"replicas": opts.replicas, "clients": opts.clients, "duration_s": opts.duration,
-                       "concurrency": list(opts.concurrency), "database": ctx.database_kind},
-            "connected": claimed, "steps": rows, "targets": checks, "floors": {**floor, "view": view},
-            "loadgen": fleet_stats, "profile": profile, "table": text}
+                       "concurrency": list(opts.concurrency), "database": ctx.database_kind, "repeats": REPEATS},
+            "connected": claimed, "steps": rows, "bare_relay_steps": bare_rows, "versus_relay": versus,
+            "targets": checks, "floors": {**floor, "view": view}, "loadgen": fleet_stats, "profile": profile,
+            "table": text}
