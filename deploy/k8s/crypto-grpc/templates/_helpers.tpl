@@ -205,27 +205,14 @@ is not read.
 {{- end }}
 {{- end -}}
 
+{{/* Pod and container security contexts: podSecurityContext and
+containerSecurityContext from values (the restricted profile by default). */}}
 {{- define "crypto-grpc.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext -}}
 {{- end -}}
 
 {{- define "crypto-grpc.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-privileged: false
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
 
 {{/* Writable scratch space on a read-only root filesystem. */}}
