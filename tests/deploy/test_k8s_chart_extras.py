@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from .k8s_helpers import CI_VALUES, K8S_VERSIONS, RELEASE, Helm, find, pod_specs
+import yaml
+
+from .k8s_helpers import CHART, CI_VALUES, K8S_VERSIONS, RELEASE, Helm, env_of, find, pod_specs
+
+EXTRAS = CHART / "ci" / "extras-values.yaml"
+APP_CONTAINERS = {RELEASE: "grpc", f"{RELEASE}-web": "web", f"{RELEASE}-migrate": "migrate"}
 
 # Today's (and the default) restricted profile, exactly.
 RESTRICTED_POD = {
@@ -108,3 +113,108 @@ def test_security_contexts_are_overridable(helm: Helm) -> None:
 )
 def test_schema_checks_security_contexts(helm: Helm, setting: str) -> None:
     rejected(helm, setting)
+
+
+# --- extraEnv, envFrom, extra volumes, sidecars, initContainers -------------------
+
+
+@pytest.fixture(scope="module")
+def extras() -> dict[str, Any]:
+    return yaml.safe_load(EXTRAS.read_text())
+
+
+@pytest.fixture(scope="module")
+def extras_docs(helm: Helm) -> list[dict[str, Any]]:
+    return helm.render(values=(EXTRAS,))
+
+
+def app_container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    (container,) = [c for c in spec["containers"] if c["name"] == name]
+    return container
+
+
+def test_extras_lint_and_validate(helm: Helm, extras_docs: list[dict[str, Any]]) -> None:
+    assert "0 chart(s) failed" in helm.run("lint", "--strict", str(CHART), "-f", str(EXTRAS)).stdout
+    assert validate(extras_docs) >= 8
+
+
+def test_extra_env_and_env_from_reach_every_app_container(
+    extras_docs: list[dict[str, Any]], extras: dict[str, Any]
+) -> None:
+    specs = dict(pod_specs(extras_docs))
+    for pod, name in APP_CONTAINERS.items():
+        container = app_container(specs[pod], name)
+        env = env_of(container)
+        for entry in extras["extraEnv"]:
+            assert env[entry["name"]] == entry, f"{pod}: {entry['name']}"
+        # The chart's own variables are still there, secrets by reference.
+        assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "crypto-grpc"
+        chart_sources = [] if name == "migrate" else [{"configMapRef": {"name": RELEASE}}]
+        assert container["envFrom"] == chart_sources + extras["envFrom"], pod
+    assert env_of(app_container(specs[RELEASE], "grpc"))["SENTRY_DSN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "sentry", "key": "dsn"}
+    }
+    # The helm test pod is not the app: it gets neither.
+    (test_container,) = specs[f"{RELEASE}-test-grpc-health"]["containers"]
+    assert "env" not in test_container and "envFrom" not in test_container
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "extraEnv[0].name=DATABASE_URL,extraEnv[0].valueFrom.secretKeyRef.name=other,"
+        "extraEnv[0].valueFrom.secretKeyRef.key=url",
+        "extraEnv[0].name=REDIS_PASSWORD,extraEnv[0].valueFrom.secretKeyRef.name=other,"
+        "extraEnv[0].valueFrom.secretKeyRef.key=pw",
+        "extraEnv[0].name=X,extraEnv[0].value=1,extraEnv[0].valueFrom.fieldRef.fieldPath=metadata.name",
+        "extraEnv[0].name=X,extraEnv[0].valueFrom.fieldRef.fieldPath=a,"
+        "extraEnv[0].valueFrom.configMapKeyRef.name=b,extraEnv[0].valueFrom.configMapKeyRef.key=c",
+        "extraEnv[0].name=X,extraEnv[0].valueFrom.secretKeyRef.name=s",
+        "envFrom[0].secretRef.name=a,envFrom[0].configMapRef.name=b",
+        "envFrom[0].prefix=X_",
+        "extraVolumes[0].name=tmp,extraVolumes[0].emptyDir.medium=Memory",
+        "extraVolumeMounts[0].name=v,extraVolumeMounts[0].mountPath=/tmp",
+        "extraVolumeMounts[0].name=v,extraVolumeMounts[0].mountPath=relative",
+        "sidecars[0].name=grpc,sidecars[0].image=x",
+        "sidecars[0].name=no-image",
+        "initContainers[0].image=no-name",
+    ],
+)
+def test_schema_checks_the_extension_points(helm: Helm, setting: str) -> None:
+    rejected(helm, setting)
+
+
+def test_extra_volumes_and_mounts(extras_docs: list[dict[str, Any]], extras: dict[str, Any]) -> None:
+    specs = dict(pod_specs(extras_docs))
+    for pod, name in APP_CONTAINERS.items():
+        spec = specs[pod]
+        assert [v["name"] for v in spec["volumes"]] == ["tmp", "logs", "ca-bundle", "proxy-socket"], pod
+        assert spec["volumes"][2:] == extras["extraVolumes"]
+        mounts = app_container(spec, name)["volumeMounts"]
+        assert [m["mountPath"] for m in mounts[:2]] == ["/tmp", "/app/logs"]
+        assert mounts[2:] == extras["extraVolumeMounts"], pod
+
+
+def test_sidecars_and_init_containers(extras_docs: list[dict[str, Any]], extras: dict[str, Any]) -> None:
+    specs = dict(pod_specs(extras_docs))
+    for pod, name in APP_CONTAINERS.items():
+        spec = specs[pod]
+        expected = [name] if name == "migrate" else [name, "log-shipper"]  # a sidecar would block the Job
+        assert [c["name"] for c in spec["containers"]] == expected, pod
+        assert [c["name"] for c in spec["initContainers"]] == ["cloud-sql-proxy", "wait"], pod
+        proxy, wait = spec["initContainers"]
+        # Without a securityContext of its own, an extra container gets the chart's.
+        assert proxy["securityContext"] == RESTRICTED_CONTAINER
+        assert proxy["restartPolicy"] == "Always"
+        assert wait["securityContext"] == extras["initContainers"][1]["securityContext"]
+        if name != "migrate":
+            shipper = spec["containers"][1]
+            assert shipper["securityContext"] == RESTRICTED_CONTAINER
+            assert shipper["args"] == extras["sidecars"][0]["args"]
+
+
+def test_extension_points_default_to_nothing(helm: Helm) -> None:
+    for name, spec in pod_specs(helm.render(values=(CI_VALUES,))):
+        assert "initContainers" not in spec, name
+        assert len(spec["containers"]) == 1, name
+        assert {v["name"] for v in spec["volumes"]} <= {"tmp", "logs"}, name

@@ -197,11 +197,18 @@ is not read.
 {{- include "crypto-grpc.redisEnv" . }}
 {{- end -}}
 
-{{/* Extra plain env entries from values (secret names are refused by the schema). */}}
-{{- define "crypto-grpc.extraEnv" -}}
-{{- range .Values.extraEnv }}
-- name: {{ .name }}
-  value: {{ .value | quote }}
+{{/*
+Extra containers (sidecars, initContainers): as given, plus the chart's
+containerSecurityContext when one has no securityContext of its own, so the
+pod stays within the restricted profile. Call with (dict "containers" LIST "root" $).
+*/}}
+{{- define "crypto-grpc.extraContainers" -}}
+{{- range .containers }}
+{{- $container := deepCopy . }}
+{{- if not (hasKey $container "securityContext") }}
+{{- $_ := set $container "securityContext" $.root.Values.containerSecurityContext }}
+{{- end }}
+{{ toYaml (list $container) }}
 {{- end }}
 {{- end -}}
 
@@ -223,6 +230,9 @@ containerSecurityContext from values (the restricted profile by default). */}}
 - name: logs
   emptyDir:
     sizeLimit: {{ .Values.scratch.logsSizeLimit }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "crypto-grpc.scratchMounts" -}}
@@ -230,4 +240,7 @@ containerSecurityContext from values (the restricted profile by default). */}}
   mountPath: /tmp
 - name: logs
   mountPath: /app/logs
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
