@@ -75,6 +75,7 @@ def test_ci_values_switch_on_every_optional_object(helm: Helm) -> None:
         ("Job", f"{RELEASE}-migrate"),
         ("Pod", f"{RELEASE}-test-grpc-health"),
         ("PodDisruptionBudget", RELEASE),
+        ("PodDisruptionBudget", f"{RELEASE}-web"),
     }
 
 
@@ -319,7 +320,7 @@ def test_headless_service_is_optional(helm: Helm) -> None:
 
 
 def test_pod_disruption_budget(docs: list[dict[str, Any]]) -> None:
-    pdb = find(docs, "PodDisruptionBudget")
+    pdb = find(docs, "PodDisruptionBudget", RELEASE)
     assert pdb["spec"]["maxUnavailable"] == 1
     pod_labels = grpc_deployment(docs)["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
@@ -483,12 +484,13 @@ def _object_nodes(node: Any, path: str = "$") -> list[tuple[str, dict[str, Any]]
     return found
 
 
-# Kubernetes objects passed through whole (containers, volumes): too large to
+# Kubernetes objects passed through whole (containers, volumes, affinity terms): too large to
 # restate here; the rendered objects are checked against the Kubernetes schemas
 # (test_k8s_chart_extras.py) and by the API server.
 _PASSED_THROUGH = {
     "$.definitions.kubernetesContainer",
     "$.definitions.kubernetesVolume",
+    "$.definitions.kubernetesObject",
 }
 
 
@@ -501,7 +503,7 @@ def test_schema_closes_every_object(values_schema: dict[str, Any]) -> None:
     assert passed_through == _PASSED_THROUGH
     for path, node in nodes:
         if path in _PASSED_THROUGH:
-            assert "properties" not in node and node.get("required"), path
+            assert "properties" not in node and (node.get("required") or node.get("minProperties")), path
             continue
         extra = node.get("additionalProperties")
         if "properties" in node:

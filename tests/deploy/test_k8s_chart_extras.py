@@ -218,3 +218,73 @@ def test_extension_points_default_to_nothing(helm: Helm) -> None:
         assert "initContainers" not in spec, name
         assert len(spec["containers"]) == 1, name
         assert {v["name"] for v in spec["volumes"]} <= {"tmp", "logs"}, name
+
+
+# --- scheduling -------------------------------------------------------------------
+
+
+def test_affinity_and_topology_spread(extras_docs: list[dict[str, Any]], extras: dict[str, Any]) -> None:
+    specs = dict(pod_specs(extras_docs))
+    assert specs[RELEASE]["affinity"] == extras["affinity"]
+    assert specs[f"{RELEASE}-migrate"]["affinity"] == extras["affinity"]
+    assert specs[f"{RELEASE}-web"]["affinity"] == extras["web"]["affinity"]  # web's own wins
+    # Set constraints replace the generated zone + hostname pair.
+    assert specs[RELEASE]["topologySpreadConstraints"] == extras["topologySpreadConstraints"]
+    assert specs[f"{RELEASE}-web"]["topologySpreadConstraints"] == extras["web"]["topologySpreadConstraints"]
+
+
+def test_scheduling_defaults(helm: Helm) -> None:
+    specs = dict(pod_specs(helm.render(values=(CI_VALUES,))))
+    for name, spec in specs.items():
+        assert "affinity" not in spec, name
+    assert "topologySpreadConstraints" not in specs[f"{RELEASE}-web"]
+    generated = specs[RELEASE]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in generated] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    # web.affinity empty: the web pods follow the top-level affinity.
+    affinity = "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]"
+    docs = helm.render(
+        values=(CI_VALUES,),
+        sets=(
+            f"{affinity}.weight=1",
+            f"{affinity}.preference.matchExpressions[0].key=pool",
+            f"{affinity}.preference.matchExpressions[0].operator=Exists",
+        ),
+    )
+    validate(docs)
+    affinities = {name: spec.get("affinity") for name, spec in pod_specs(docs) if "test" not in name}
+    assert len(affinities) == 3 and len({repr(a) for a in affinities.values()}) == 1
+    assert affinities[RELEASE]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 1
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "affinity.nodeAfinity.x=1",
+        "topologySpreadConstraints[0].topologyKey=zone",
+        "web.affinity.podAntiAffinty.x=1",
+    ],
+)
+def test_schema_checks_scheduling(helm: Helm, setting: str) -> None:
+    rejected(helm, setting)
+
+
+# --- web tier: PodDisruptionBudget ------------------------------------------------
+
+
+def test_web_pod_disruption_budget(helm: Helm) -> None:
+    assert not [d for d in helm.render() if d["kind"] == "PodDisruptionBudget" and "web" in d["metadata"]["name"]]
+    docs = helm.render(values=(CI_VALUES,))
+    validate(docs)
+    pdb = find(docs, "PodDisruptionBudget", f"{RELEASE}-web")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    web_labels = find(docs, "Deployment", f"{RELEASE}-web")["spec"]["template"]["metadata"]["labels"]
+    grpc_labels = find(docs, "Deployment", RELEASE)["spec"]["template"]["metadata"]["labels"]
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= web_labels.items()
+    assert not selector.items() <= grpc_labels.items()  # the two budgets do not overlap
+    grpc_selector = find(docs, "PodDisruptionBudget", RELEASE)["spec"]["selector"]["matchLabels"]
+    assert not grpc_selector.items() <= web_labels.items()
+    off = helm.render(values=(CI_VALUES,), sets=("web.podDisruptionBudget.enabled=false",))
+    assert [d["metadata"]["name"] for d in off if d["kind"] == "PodDisruptionBudget"] == [RELEASE]
+    two = helm.render(values=(CI_VALUES,), sets=("web.podDisruptionBudget.maxUnavailable=2",))
+    assert find(two, "PodDisruptionBudget", f"{RELEASE}-web")["spec"]["maxUnavailable"] == 2
