@@ -76,6 +76,7 @@ def test_ci_values_switch_on_every_optional_object(helm: Helm) -> None:
         ("Pod", f"{RELEASE}-test-grpc-health"),
         ("PodDisruptionBudget", RELEASE),
         ("PodDisruptionBudget", f"{RELEASE}-web"),
+        ("Ingress", f"{RELEASE}-web"),
     }
 
 

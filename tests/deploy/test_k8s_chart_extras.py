@@ -57,9 +57,15 @@ def all_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
-def rejected(helm: Helm, *sets: str) -> str:
-    proc = helm.run(*helm.template_cmd(values=(CI_VALUES,), sets=sets), check=False)
+SCHEMA_ERROR = "don't meet the specifications of the schema"
+
+
+def rejected(helm: Helm, *sets: str, values: tuple = (), by_schema: bool = True) -> str:
+    """helm template fails on the settings (over the chart defaults or `values`)."""
+    proc = helm.run(*helm.template_cmd(values=values, sets=sets), check=False)
     assert proc.returncode != 0, f"accepted: {sets}"
+    if by_schema:
+        assert SCHEMA_ERROR in proc.stderr, proc.stderr
     return proc.stderr
 
 
@@ -288,3 +294,106 @@ def test_web_pod_disruption_budget(helm: Helm) -> None:
     assert [d["metadata"]["name"] for d in off if d["kind"] == "PodDisruptionBudget"] == [RELEASE]
     two = helm.render(values=(CI_VALUES,), sets=("web.podDisruptionBudget.maxUnavailable=2",))
     assert find(two, "PodDisruptionBudget", f"{RELEASE}-web")["spec"]["maxUnavailable"] == 2
+
+
+# --- web tier: Ingress and HTTPRoute -------------------------------------------------
+
+
+def allowed_hosts(docs: list[dict[str, Any]]) -> list[str]:
+    web = app_container(find(docs, "Deployment", f"{RELEASE}-web")["spec"]["template"]["spec"], "web")
+    return env_of(web)["DJANGO_ALLOWED_HOSTS"]["value"].split(",")
+
+
+def test_no_ingress_or_route_by_default(helm: Helm) -> None:
+    for docs in (helm.render(), helm.render(sets=("web.enabled=true",))):
+        assert not [d for d in docs if d["kind"] in {"Ingress", "HTTPRoute"}]
+
+
+def test_web_ingress(helm: Helm) -> None:
+    docs = helm.render(values=(CI_VALUES,))
+    validate(docs)
+    ingress = find(docs, "Ingress", f"{RELEASE}-web")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert ingress["metadata"]["labels"]["example.com/exposure"] == "public"
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [
+        {"secretName": "crypto-example-com-tls", "hosts": ["crypto.example.com", "*.admin.example.com"]}
+    ]
+    backend = {"service": {"name": f"{RELEASE}-web", "port": {"name": "http"}}}
+    assert spec["rules"] == [
+        {"host": "crypto.example.com",
+         "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}},
+        {"host": "*.admin.example.com",
+         "http": {"paths": [{"path": "/admin", "pathType": "Prefix", "backend": backend},
+                            {"path": "/api/crypto", "pathType": "ImplementationSpecific", "backend": backend}]}},
+    ]
+    # The backend port name is the web Service's.
+    service = find(docs, "Service", f"{RELEASE}-web")
+    assert "http" in {p["name"] for p in service["spec"]["ports"]}
+    # Django answers the routed hosts (a wildcard in Django's .domain form).
+    assert {"crypto.example.com", ".admin.example.com"} <= set(allowed_hosts(docs))
+    bare = find(helm.render(values=(CI_VALUES,), sets=("web.ingress.className=", "web.ingress.tls=null")),
+                "Ingress", f"{RELEASE}-web")
+    assert "ingressClassName" not in bare["spec"] and "tls" not in bare["spec"]
+
+
+def test_web_http_route(helm: Helm, extras_docs: list[dict[str, Any]], extras: dict[str, Any]) -> None:
+    route = find(extras_docs, "HTTPRoute", f"{RELEASE}-web")
+    values = extras["web"]["httpRoute"]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["metadata"]["annotations"] == values["annotations"]
+    assert route["metadata"]["labels"]["example.com/exposure"] == "public"
+    assert route["spec"] == {
+        "parentRefs": values["parentRefs"],
+        "hostnames": ["crypto.example.com", "*.crypto.example.com"],
+        "rules": [{"backendRefs": [{"name": f"{RELEASE}-web", "port": 80}], "matches": values["matches"]}],
+    }
+    service = find(extras_docs, "Service", f"{RELEASE}-web")
+    assert [p["port"] for p in service["spec"]["ports"]] == [80]
+    hosts = allowed_hosts(extras_docs)
+    assert {"crypto.example.com", ".crypto.example.com", "admin.internal.example.com"} <= set(hosts)
+    assert len(hosts) == len(set(hosts))
+    # Default match: every path; the backend follows web.service.port.
+    docs = helm.render(sets=(
+        "web.enabled=true", "web.httpRoute.enabled=true", "web.httpRoute.parentRefs[0].name=gw",
+        "web.httpRoute.hostnames={crypto.example.com}", "web.service.port=8080",
+    ))
+    (rule,) = find(docs, "HTTPRoute")["spec"]["rules"]
+    assert rule == {"backendRefs": [{"name": f"{RELEASE}-web", "port": 8080}],
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}]}
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("web.enabled=false",), "web.ingress.enabled needs web.enabled"),
+        (("web.ingress.hosts=null",), "web.ingress.hosts must list at least one host"),
+        (("web.httpRoute.enabled=true", "web.httpRoute.hostnames={a.example.com}"),
+         "web.httpRoute.parentRefs must name"),
+        (("web.httpRoute.enabled=true", "web.httpRoute.parentRefs[0].name=gw"),
+         "web.httpRoute.hostnames must list"),
+    ],
+)
+def test_ingress_and_route_need_their_settings(helm: Helm, sets: tuple[str, ...], message: str) -> None:
+    assert message in rejected(helm, *sets, values=(CI_VALUES,), by_schema=False)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "web.ingress.hosts[0].host=https://crypto.example.com",
+        "web.ingress.hosts[0].host=Crypto.example.com",
+        "web.ingress.hosts[0].host=a.example.com,web.ingress.hosts[0].paths[0].path=admin",
+        "web.ingress.hosts[0].host=a.example.com,web.ingress.hosts[0].paths[0].path=/,"
+        "web.ingress.hosts[0].paths[0].pathType=Regex",
+        "web.ingress.tls[0].secretName=x",
+        "web.ingress.class=nginx",
+        "web.httpRoute.parentRefs[0].namespace=x",
+        "web.httpRoute.matches[0].path.type=Prefix",
+        "web.httpRoute.hostnames={crypto.example.com:443}",
+    ],
+)
+def test_schema_checks_ingress_and_route(helm: Helm, setting: str) -> None:
+    rejected(helm, setting)

@@ -70,11 +70,24 @@ to exit after draining.
 {{/* In-cluster address of the gRPC Service (same namespace). */}}
 {{/*
 DJANGO_ALLOWED_HOSTS of the web tier: port-forwards (localhost), the web
-Service's in-cluster names, then web.allowedHosts.
+Service's in-cluster names, the Ingress hosts and HTTPRoute hostnames
+(*.example.com as Django's .example.com), then web.allowedHosts.
 */}}
 {{- define "crypto-grpc.webAllowedHosts" -}}
 {{- $svc := printf "%s-web" (include "crypto-grpc.fullname" .) -}}
 {{- $hosts := list "localhost" "127.0.0.1" $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
+{{- $routed := list -}}
+{{- if .Values.web.ingress.enabled -}}
+{{- range .Values.web.ingress.hosts -}}
+{{- $routed = append $routed .host -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.web.httpRoute.enabled -}}
+{{- $routed = concat $routed .Values.web.httpRoute.hostnames -}}
+{{- end -}}
+{{- range $routed -}}
+{{- $hosts = append $hosts (regexReplaceAll "^\\*\\." . ".") -}}
+{{- end -}}
 {{- concat $hosts .Values.web.allowedHosts | uniq | join "," -}}
 {{- end -}}
 
