@@ -61,6 +61,10 @@ class Helm:
     def render(self, *args: str, values: tuple[Path, ...] = (), sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         return load_docs(self.template(*args, values=values, sets=sets))
 
+    def render_chart(self, chart: Path, release: str, *args: str) -> list[dict[str, Any]]:
+        """Objects `helm template` renders for another chart (e.g. one using this chart as a subchart)."""
+        return load_docs(self.run("template", release, str(chart), *args).stdout)
+
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys (kubectl and the API server do too)."""

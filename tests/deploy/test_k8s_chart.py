@@ -502,7 +502,12 @@ def test_schema_closes_every_object(values_schema: dict[str, Any]) -> None:
     assert len(nodes) > 30
     passed_through = {path for path, _ in nodes if path in _PASSED_THROUGH}
     assert passed_through == _PASSED_THROUGH
+    # global: whatever a parent chart shares; a subchart must accept it (helm/helm#10392).
+    global_schema = values_schema["properties"]["global"]
+    assert global_schema["type"] == "object" and set(global_schema) <= {"type", "description"}
     for path, node in nodes:
+        if path == "$.properties.global":
+            continue
         if path in _PASSED_THROUGH:
             assert "properties" not in node and (node.get("required") or node.get("minProperties")), path
             continue

@@ -5,6 +5,8 @@ chart with helm and validates the objects against the Kubernetes schemas."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -397,3 +399,74 @@ def test_ingress_and_route_need_their_settings(helm: Helm, sets: tuple[str, ...]
 )
 def test_schema_checks_ingress_and_route(helm: Helm, setting: str) -> None:
     rejected(helm, setting)
+
+
+# --- as a subchart -------------------------------------------------------------------
+
+
+def make_parent(root: Path, child_values: dict[str, Any], global_values: dict[str, Any] | None) -> Path:
+    """A throwaway umbrella chart with this chart in charts/ and its own template."""
+    parent = root / "platform"
+    shutil.copytree(CHART, parent / "charts" / "crypto-grpc")
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    (parent / "Chart.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "v2",
+        "name": "platform",
+        "version": "1.0.0",
+        "dependencies": [{"name": "crypto-grpc", "version": chart["version"],
+                          "repository": "file://charts/crypto-grpc"}],
+    }))
+    values: dict[str, Any] = {"crypto-grpc": child_values}
+    if global_values is not None:
+        values["global"] = global_values
+    (parent / "values.yaml").write_text(yaml.safe_dump(values))
+    (parent / "templates").mkdir()
+    (parent / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-platform\n"
+        "data:\n  registry: {{ (.Values.global | default dict).imageRegistry | default \"none\" | quote }}\n"
+    )
+    return parent
+
+
+GLOBALS = {
+    "imageRegistry": "registry.example.com",
+    "imagePullSecrets": [{"name": "registry-credentials"}],
+    "storageClass": "fast",
+    "labels": {"example.com/platform": "trading"},
+}
+
+
+@pytest.mark.parametrize("global_values", [GLOBALS, {}, None], ids=["global-set", "global-empty", "no-global"])
+@pytest.mark.parametrize("child", ["ci", "extras"])
+def test_renders_and_validates_as_a_subchart(
+    helm: Helm, tmp_path: Path, child: str, global_values: dict[str, Any] | None
+) -> None:
+    child_values = yaml.safe_load({"ci": CI_VALUES, "extras": EXTRAS}[child].read_text())
+    parent = make_parent(tmp_path, child_values, global_values)
+    lint = helm.run("lint", "--strict", str(parent), check=False)
+    assert lint.returncode == 0 and "0 chart(s) failed" in lint.stdout, lint.stdout + lint.stderr
+    docs = helm.render_chart(parent, "platform", "--namespace", "trading")
+    assert validate(docs) >= 10
+    name = "platform-crypto-grpc"
+    grpc = find(docs, "Deployment", name)
+    web = find(docs, "Deployment", f"{name}-web")
+    find(docs, "Job", f"{name}-migrate")
+    find(docs, "PodDisruptionBudget", f"{name}-web")
+    registry = "registry.example.com" if global_values else "none"
+    assert find(docs, "ConfigMap", "platform-platform")["data"] == {"registry": registry}
+    # The subchart's own names and values hold: the web tier targets this release's gRPC Service.
+    web_env = env_of(app_container(web["spec"]["template"]["spec"], "web"))
+    assert web_env["CRYPTO_GRPC_TARGET"]["value"] == f"{name}:{child_values.get('service', {}).get('port', 50051)}"
+    assert "platform-crypto-grpc-web.trading.svc" in web_env["DJANGO_ALLOWED_HOSTS"]["value"].split(",")
+    assert grpc["spec"]["template"]["spec"]["securityContext"] == RESTRICTED_POD
+    if child == "ci":
+        assert find(docs, "Ingress", f"{name}-web")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == f"{name}-web"
+    else:
+        assert find(docs, "HTTPRoute", f"{name}-web")["spec"]["rules"][0]["backendRefs"][0]["name"] == f"{name}-web"
+
+
+def test_subchart_values_are_still_checked(helm: Helm, tmp_path: Path) -> None:
+    """Accepting global does not open the rest: a typo under the subchart's key still fails."""
+    parent = make_parent(tmp_path, {"web": {"enabeld": True}}, GLOBALS)
+    proc = helm.run("template", "platform", str(parent), check=False)
+    assert proc.returncode != 0 and "enabeld" in proc.stderr
