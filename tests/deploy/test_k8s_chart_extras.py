@@ -5,15 +5,16 @@ chart with helm and validates the objects against the Kubernetes schemas."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 import yaml
 
-from .k8s_helpers import CHART, CI_VALUES, K8S_VERSIONS, RELEASE, Helm, env_of, find, pod_specs
+from .k8s_helpers import CHART, CI_VALUES, K8S_VERSIONS, RELEASE, Helm, SecretsAPI, env_of, find, load_docs, pod_specs
 
 EXTRAS = CHART / "ci" / "extras-values.yaml"
 APP_CONTAINERS = {RELEASE: "grpc", f"{RELEASE}-web": "web", f"{RELEASE}-migrate": "migrate"}
@@ -470,3 +471,87 @@ def test_subchart_values_are_still_checked(helm: Helm, tmp_path: Path) -> None:
     parent = make_parent(tmp_path, {"web": {"enabeld": True}}, GLOBALS)
     proc = helm.run("template", "platform", str(parent), check=False)
     assert proc.returncode != 0 and "enabeld" in proc.stderr
+
+
+# --- checksum/secret: a rotated Secret rolls the pods -------------------------------
+
+NAMESPACE = "trading"
+
+
+@pytest.fixture
+def cluster(helm: Helm, tmp_path: Path) -> Iterator[tuple[SecretsAPI, Helm]]:
+    """The stand-in API server and a helm pointed at it (lookup works, nothing is written)."""
+    with SecretsAPI() as api:
+        kubeconfig = api.kubeconfig(tmp_path / "kubeconfig", NAMESPACE)
+        yield api, Helm(helm.bin, {**helm.env, "KUBECONFIG": str(kubeconfig)})
+
+
+def secret_checksums(cluster_helm: Helm, *sets: str, values: tuple = ()) -> dict[str, str | None]:
+    """checksum/secret of each Deployment's pod template, rendered with lookup against the cluster."""
+    args = [*cluster_helm.template_cmd(values=values, sets=sets),
+            "--dry-run=server", "--disable-openapi-validation", "--namespace", NAMESPACE]
+    docs = load_docs(cluster_helm.run(*args).stdout)
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    return {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"].get("checksum/secret")
+        for d in docs if d["kind"] == "Deployment"
+    }
+
+
+def test_a_secret_change_changes_the_checksum(cluster: tuple[SecretsAPI, Helm]) -> None:
+    api, helm = cluster
+    api.put_secret(NAMESPACE, "crypto-grpc", {"DATABASE_URL": "postgresql://a", "DJANGO_SECRET_KEY": "k1"})
+    first = secret_checksums(helm, "web.enabled=true")
+    assert set(first) == {RELEASE, f"{RELEASE}-web"}
+    base = first[RELEASE]
+    assert base is not None and len(base) == 64 and first[f"{RELEASE}-web"] == base
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/crypto-grpc" in api.requests
+    assert secret_checksums(helm, "web.enabled=true")[RELEASE] == base  # stable: no needless rollout
+    api.put_secret(NAMESPACE, "crypto-grpc", {"DATABASE_URL": "postgresql://a", "DJANGO_SECRET_KEY": "k2"})
+    rotated = secret_checksums(helm, "web.enabled=true")
+    assert rotated[RELEASE] != base and rotated[f"{RELEASE}-web"] == rotated[RELEASE]
+    assert not [r for r in api.requests if not r.startswith("/")], "helm wrote to the cluster"
+
+
+def test_checksum_covers_every_secret_the_pods_read(cluster: tuple[SecretsAPI, Helm]) -> None:
+    api, helm = cluster
+    api.put_secret(NAMESPACE, "crypto-grpc", {"DATABASE_URL": "postgresql://a"})
+    api.put_secret(NAMESPACE, "redis-auth", {"password": "p1"})
+    api.put_secret(NAMESPACE, "sentry", {"dsn": "https://d1"})
+    api.put_secret(NAMESPACE, "crypto-grpc-extra", {"A": "1"})
+    redis = ("redis.existingSecret=redis-auth", "redis.existingSecretPasswordKey=password")
+
+    def checksum() -> str | None:
+        return secret_checksums(helm, *redis, values=(EXTRAS,))[RELEASE]
+
+    seen = {checksum()}
+    for name, data in [("redis-auth", {"password": "p2"}), ("sentry", {"dsn": "https://d2"}),
+                       ("crypto-grpc-extra", {"A": "2"}), ("crypto-grpc", {"DATABASE_URL": "postgresql://b"})]:
+        api.put_secret(NAMESPACE, name, data)
+        seen.add(checksum())
+    assert None not in seen and len(seen) == 5, "each Secret's change must change the checksum"
+
+
+def test_no_checksum_without_a_secret_or_when_off(cluster: tuple[SecretsAPI, Helm], helm: Helm) -> None:
+    api, cluster_helm = cluster
+    # Not there yet (created after the chart): nothing to hash, no annotation.
+    assert secret_checksums(cluster_helm) == {RELEASE: None}
+    api.put_secret(NAMESPACE, "crypto-grpc", {"DATABASE_URL": "postgresql://a"})
+    assert secret_checksums(cluster_helm)[RELEASE] is not None
+    api.requests.clear()
+    assert secret_checksums(cluster_helm, "secret.checksum=false") == {RELEASE: None}
+    assert not [r for r in api.requests if "/secrets/" in r], "secret.checksum=false must not look up"
+    # Offline (helm template, GitOps renders, deploy/k8s/manifests): no lookup, no annotation.
+    for doc in helm.render(values=(CI_VALUES,)):
+        if doc["kind"] == "Deployment":
+            assert "checksum/secret" not in doc["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_the_checksum_reveals_no_secret_value(cluster: tuple[SecretsAPI, Helm]) -> None:
+    api, helm = cluster
+    sentinel = "s3cr3t-sentinel-value"
+    api.put_secret(NAMESPACE, "crypto-grpc", {"DJANGO_SECRET_KEY": sentinel})
+    proc = helm.run(*helm.template_cmd(), "--dry-run=server", "--disable-openapi-validation", "-n", NAMESPACE)
+    assert "checksum/secret" in proc.stdout
+    assert sentinel not in proc.stdout
+    assert base64.b64encode(sentinel.encode()).decode() not in proc.stdout

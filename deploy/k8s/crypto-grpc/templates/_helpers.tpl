@@ -225,6 +225,51 @@ pod stays within the restricted profile. Call with (dict "containers" LIST "root
 {{- end }}
 {{- end -}}
 
+{{/*
+Names of the Secrets the app's containers read: secret.name, redis.existingSecret,
+and the Secrets named in extraEnv (secretKeyRef) and envFrom (secretRef).
+*/}}
+{{- define "crypto-grpc.secretNames" -}}
+{{- $names := list .Values.secret.name -}}
+{{- with .Values.redis.existingSecret }}
+{{- $names = append $names . -}}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- with .valueFrom }}{{ with .secretKeyRef }}
+{{- $names = append $names .name -}}
+{{- end }}{{ end }}
+{{- end }}
+{{- range .Values.envFrom }}
+{{- with .secretRef }}
+{{- $names = append $names .name -}}
+{{- end }}
+{{- end }}
+{{- $names | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/*
+checksum/secret: SHA-256 over the data of the Secrets the pods read, looked up
+in the cluster at install/upgrade time (secret.checksum), so that a rotated
+Secret rolls the pods on the next `helm upgrade`. Empty when nothing is found
+or there is no cluster (`helm template`, `helm lint`, --dry-run=client, GitOps
+tools that render offline): the annotation is then left out. Only a digest
+reaches the manifest, never a value.
+*/}}
+{{- define "crypto-grpc.secretChecksum" -}}
+{{- if .Values.secret.checksum -}}
+{{- $found := dict -}}
+{{- range include "crypto-grpc.secretNames" . | fromJsonArray }}
+{{- $secret := lookup "v1" "Secret" $.Release.Namespace . -}}
+{{- if $secret }}
+{{- $_ := set $found . (get $secret "data" | default dict) -}}
+{{- end }}
+{{- end }}
+{{- if $found }}
+{{- toJson $found | sha256sum -}}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
 {{/* Pod and container security contexts: podSecurityContext and
 containerSecurityContext from values (the restricted profile by default). */}}
 {{- define "crypto-grpc.podSecurityContext" -}}
