@@ -102,6 +102,7 @@ def test_notes_render(helm: Helm) -> None:
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "kubectl -n trading rollout status deployment/crypto-grpc" in notes
     assert "preStop 7s + drain 45s + margin 15s = terminationGracePeriodSeconds 67s" in notes
+    assert "Admin through the Ingress:\n  https://crypto.example.com/admin/\n\n" in notes  # no wildcard host
 
 
 # --- probes, ports, strategy, shutdown budget -------------------------------
