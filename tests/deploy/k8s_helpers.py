@@ -185,8 +185,7 @@ class SecretsAPI:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
         """Store a Secret; data values are plain text (base64-encoded here, as the API does)."""
