@@ -405,6 +405,7 @@ def test_ingress_and_route_need_their_settings(helm: Helm, sets: tuple[str, ...]
         "web.httpRoute.parentRefs[0].namespace=x",
         "web.httpRoute.matches[0].path.type=Prefix",
         "web.httpRoute.hostnames={crypto.example.com:443}",
+        "web.ingress.labels.app\\.kubernetes\\.io/component=x",  # would duplicate the chart's label
     ],
 )
 def test_schema_checks_ingress_and_route(helm: Helm, setting: str) -> None:
