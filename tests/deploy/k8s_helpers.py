@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,10 @@ class Helm:
     def render(self, *args: str, values: tuple[Path, ...] = (), sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         return load_docs(self.template(*args, values=values, sets=sets))
 
+    def render_chart(self, chart: Path, release: str, *args: str) -> list[dict[str, Any]]:
+        """Objects `helm template` renders for another chart (e.g. one using this chart as a subchart)."""
+        return load_docs(self.run("template", release, str(chart), *args).stdout)
+
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys (kubectl and the API server do too)."""
@@ -112,3 +118,119 @@ def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]
 
 def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+# Resources the stand-in API server advertises: every kind the chart renders.
+_API_RESOURCES: dict[str, list[tuple[str, str]]] = {
+    "v1": [("configmaps", "ConfigMap"), ("secrets", "Secret"), ("services", "Service"),
+           ("serviceaccounts", "ServiceAccount"), ("pods", "Pod")],
+    "apps/v1": [("deployments", "Deployment")],
+    "batch/v1": [("jobs", "Job")],
+    "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget")],
+    "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
+    "networking.k8s.io/v1": [("ingresses", "Ingress"), ("networkpolicies", "NetworkPolicy")],
+    "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor")],
+    "gateway.networking.k8s.io/v1": [("httproutes", "HTTPRoute")],
+}
+
+
+class SecretsAPI:
+    """A read-only stand-in for the Kubernetes API server, on 127.0.0.1, that
+    answers what `helm template --dry-run=server` asks: version, discovery,
+    GETs of objects (404 unless a Secret was put), and the list of Helm's
+    release Secrets (empty). It lets the chart's `lookup` of Secrets run in a
+    real helm, offline. `requests` records every path asked for."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.requests: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                api.requests.append(self.path)
+                code, body = api._answer(self.path.split("?", 1)[0])
+                self._send(code, body)
+
+            def _refuse(self) -> None:
+                api.requests.append(f"{self.command} {self.path}")
+                self._send(405, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 405})
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = _refuse  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "SecretsAPI":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Store a Secret; data values are plain text (base64-encoded here, as the API does)."""
+        self.secrets[(namespace, name)] = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+    def kubeconfig(self, path: Path, namespace: str) -> Path:
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
+            "users": [{"name": "stand-in", "user": {"token": "stand-in"}}],
+            "contexts": [{"name": "stand-in",
+                          "context": {"cluster": "stand-in", "user": "stand-in", "namespace": namespace}}],
+            "current-context": "stand-in",
+        }))
+        return path
+
+    def _answer(self, path: str) -> tuple[int, dict[str, Any]]:
+        if path == "/version":
+            return 200, {"major": "1", "minor": "35", "gitVersion": "v1.35.0", "platform": "linux/amd64"}
+        if path == "/api":
+            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if path == "/apis":
+            groups = []
+            for group_version in _API_RESOURCES:
+                if "/" in group_version:
+                    version = {"groupVersion": group_version, "version": group_version.split("/")[1]}
+                    groups.append({"name": group_version.split("/")[0], "versions": [version],
+                                   "preferredVersion": version})
+            return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+        for group_version, resources in _API_RESOURCES.items():
+            if path == ("/api/v1" if group_version == "v1" else f"/apis/{group_version}"):
+                return 200, {
+                    "kind": "APIResourceList",
+                    "groupVersion": group_version,
+                    "resources": [{"name": name, "singularName": "", "namespaced": True, "kind": kind,
+                                   "verbs": ["get", "list"]} for name, kind in resources],
+                }
+        parts = path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) >= 5 and parts[4] == "secrets":
+            if len(parts) == 5:  # Helm's release history: none
+                return 200, {"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": []}
+            data = self.secrets.get((parts[3], parts[5]))
+            if data is not None:
+                return 200, {"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
+                             "metadata": {"name": parts[5], "namespace": parts[3]}, "data": data}
+        return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                     "code": 404, "message": f"{path} not found"}

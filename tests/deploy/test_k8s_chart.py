@@ -75,6 +75,8 @@ def test_ci_values_switch_on_every_optional_object(helm: Helm) -> None:
         ("Job", f"{RELEASE}-migrate"),
         ("Pod", f"{RELEASE}-test-grpc-health"),
         ("PodDisruptionBudget", RELEASE),
+        ("PodDisruptionBudget", f"{RELEASE}-web"),
+        ("Ingress", f"{RELEASE}-web"),
     }
 
 
@@ -100,6 +102,7 @@ def test_notes_render(helm: Helm) -> None:
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "kubectl -n trading rollout status deployment/crypto-grpc" in notes
     assert "preStop 7s + drain 45s + margin 15s = terminationGracePeriodSeconds 67s" in notes
+    assert "Admin through the Ingress:\n  https://crypto.example.com/admin/\n\n" in notes  # no wildcard host
 
 
 # --- probes, ports, strategy, shutdown budget -------------------------------
@@ -319,7 +322,7 @@ def test_headless_service_is_optional(helm: Helm) -> None:
 
 
 def test_pod_disruption_budget(docs: list[dict[str, Any]]) -> None:
-    pdb = find(docs, "PodDisruptionBudget")
+    pdb = find(docs, "PodDisruptionBudget", RELEASE)
     assert pdb["spec"]["maxUnavailable"] == 1
     pod_labels = grpc_deployment(docs)["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
@@ -483,12 +486,32 @@ def _object_nodes(node: Any, path: str = "$") -> list[tuple[str, dict[str, Any]]
     return found
 
 
+# Kubernetes objects passed through whole (containers, volumes, affinity terms): too large to
+# restate here; the rendered objects are checked against the Kubernetes schemas
+# (test_k8s_chart_extras.py) and by the API server.
+_PASSED_THROUGH = {
+    "$.definitions.kubernetesContainer",
+    "$.definitions.kubernetesVolume",
+    "$.definitions.kubernetesObject",
+}
+
+
 def test_schema_closes_every_object(values_schema: dict[str, Any]) -> None:
     """Objects with fixed keys reject unknown ones; free-form maps (labels,
     annotations, nodeSelector) accept string values only."""
     nodes = _object_nodes(values_schema)
     assert len(nodes) > 30
+    passed_through = {path for path, _ in nodes if path in _PASSED_THROUGH}
+    assert passed_through == _PASSED_THROUGH
+    # global: whatever a parent chart shares; a subchart must accept it (helm/helm#10392).
+    global_schema = values_schema["properties"]["global"]
+    assert global_schema["type"] == "object" and set(global_schema) <= {"type", "description"}
     for path, node in nodes:
+        if path == "$.properties.global":
+            continue
+        if path in _PASSED_THROUGH:
+            assert "properties" not in node and (node.get("required") or node.get("minProperties")), path
+            continue
         extra = node.get("additionalProperties")
         if "properties" in node:
             assert extra is False, f"{path} allows unknown keys"

@@ -70,11 +70,24 @@ to exit after draining.
 {{/* In-cluster address of the gRPC Service (same namespace). */}}
 {{/*
 DJANGO_ALLOWED_HOSTS of the web tier: port-forwards (localhost), the web
-Service's in-cluster names, then web.allowedHosts.
+Service's in-cluster names, the Ingress hosts and HTTPRoute hostnames
+(*.example.com as Django's .example.com), then web.allowedHosts.
 */}}
 {{- define "crypto-grpc.webAllowedHosts" -}}
 {{- $svc := printf "%s-web" (include "crypto-grpc.fullname" .) -}}
 {{- $hosts := list "localhost" "127.0.0.1" $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
+{{- $routed := list -}}
+{{- if .Values.web.ingress.enabled -}}
+{{- range .Values.web.ingress.hosts -}}
+{{- $routed = append $routed .host -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.web.httpRoute.enabled -}}
+{{- $routed = concat $routed .Values.web.httpRoute.hostnames -}}
+{{- end -}}
+{{- range $routed -}}
+{{- $hosts = append $hosts (regexReplaceAll "^\\*\\." . ".") -}}
+{{- end -}}
 {{- concat $hosts .Values.web.allowedHosts | uniq | join "," -}}
 {{- end -}}
 
@@ -197,35 +210,74 @@ is not read.
 {{- include "crypto-grpc.redisEnv" . }}
 {{- end -}}
 
-{{/* Extra plain env entries from values (secret names are refused by the schema). */}}
-{{- define "crypto-grpc.extraEnv" -}}
-{{- range .Values.extraEnv }}
-- name: {{ .name }}
-  value: {{ .value | quote }}
+{{/*
+Extra containers (sidecars, initContainers): as given, plus the chart's
+containerSecurityContext when one has no securityContext of its own, so the
+pod stays within the restricted profile. Call with (dict "containers" LIST "root" $).
+*/}}
+{{- define "crypto-grpc.extraContainers" -}}
+{{- range .containers }}
+{{- $container := deepCopy . }}
+{{- if not (hasKey $container "securityContext") }}
+{{- $_ := set $container "securityContext" $.root.Values.containerSecurityContext }}
+{{- end }}
+{{ toYaml (list $container) }}
 {{- end }}
 {{- end -}}
 
+{{/*
+Names of the Secrets the app's containers read: secret.name, redis.existingSecret,
+and the Secrets named in extraEnv (secretKeyRef) and envFrom (secretRef).
+*/}}
+{{- define "crypto-grpc.secretNames" -}}
+{{- $names := list .Values.secret.name -}}
+{{- with .Values.redis.existingSecret }}
+{{- $names = append $names . -}}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- with .valueFrom }}{{ with .secretKeyRef }}
+{{- $names = append $names .name -}}
+{{- end }}{{ end }}
+{{- end }}
+{{- range .Values.envFrom }}
+{{- with .secretRef }}
+{{- $names = append $names .name -}}
+{{- end }}
+{{- end }}
+{{- $names | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/*
+checksum/secret: SHA-256 over the data of the Secrets the pods read, looked up
+in the cluster at install/upgrade time (secret.checksum), so that a rotated
+Secret rolls the pods on the next `helm upgrade`. Empty when nothing is found
+or there is no cluster (`helm template`, `helm lint`, --dry-run=client, GitOps
+tools that render offline): the annotation is then left out. Only a digest
+reaches the manifest, never a value.
+*/}}
+{{- define "crypto-grpc.secretChecksum" -}}
+{{- if .Values.secret.checksum -}}
+{{- $found := dict -}}
+{{- range include "crypto-grpc.secretNames" . | fromJsonArray }}
+{{- $secret := lookup "v1" "Secret" $.Release.Namespace . -}}
+{{- if $secret }}
+{{- $_ := set $found . (get $secret "data" | default dict) -}}
+{{- end }}
+{{- end }}
+{{- if $found }}
+{{- toJson $found | sha256sum -}}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod and container security contexts: podSecurityContext and
+containerSecurityContext from values (the restricted profile by default). */}}
 {{- define "crypto-grpc.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext -}}
 {{- end -}}
 
 {{- define "crypto-grpc.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-privileged: false
-capabilities:
-  drop:
-    - ALL
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.containerSecurityContext -}}
 {{- end -}}
 
 {{/* Writable scratch space on a read-only root filesystem. */}}
@@ -236,6 +288,9 @@ seccompProfile:
 - name: logs
   emptyDir:
     sizeLimit: {{ .Values.scratch.logsSizeLimit }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "crypto-grpc.scratchMounts" -}}
@@ -243,4 +298,7 @@ seccompProfile:
   mountPath: /tmp
 - name: logs
   mountPath: /app/logs
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
