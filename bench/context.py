@@ -88,9 +88,10 @@ async def cluster(ctx: Context, name: str, replicas: int, redis_url: str = "", *
 
 
 @contextlib.asynccontextmanager
-async def fleet(ctx: Context, targets: list[str], track: bool = False, receipts: bool = False
-                ) -> AsyncIterator[FleetProcess]:
-    process = FleetProcess(targets, channels=ctx.options.fleet_channels, track=track, receipts=receipts)
+async def fleet(ctx: Context, targets: list[str], track: bool = False, receipts: bool = False,
+                key_secret: str = "") -> AsyncIterator[FleetProcess]:
+    process = FleetProcess(targets, channels=ctx.options.fleet_channels, track=track, receipts=receipts,
+                           key_secret=key_secret)
     await process.start()
     try:
         yield process

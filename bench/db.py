@@ -34,3 +34,26 @@ def _query(table: str) -> str:
 
 async def count_rows(url: str, client_prefix: str, tables: Sequence[str] = TABLES) -> dict[str, int]:
     return await asyncio.to_thread(_count_sync, url, tables, client_prefix)
+
+
+def _store_keys_sync(url: str, keys: Sequence[tuple[str, str]]) -> None:
+    """ClientApiKey rows (client_id, key): the hash and prefix the service looks a presented key up by."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    rows = [(client_id, hashlib.sha256(key.encode()).hexdigest(), key[:10], now, False) for client_id, key in keys]
+    sql = ("INSERT INTO crypto_clientapikey (client_id, key_hash, prefix, created_at, revoked) "
+           "VALUES (%s, %s, %s, %s, %s)")
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30) as conn:
+            conn.executemany(sql.replace("%s", "?"), rows)
+        return
+    import psycopg
+
+    with psycopg.connect(url) as conn, conn.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+async def store_keys(url: str, keys: Sequence[tuple[str, str]]) -> None:
+    await asyncio.to_thread(_store_keys_sync, url, keys)

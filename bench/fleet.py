@@ -11,6 +11,7 @@ or after `max_seconds` whatever happens.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -41,6 +42,7 @@ class Spec:
     max_seconds: float = 1800.0
     track: bool = False  # keep every received command_id (failover / rollout accounting)
     receipts: bool = False  # register with wants_receipts and time every message until its MessageReceipt
+    key_secret: str = ""  # with CRYPTO_AUTH on: each bot sends bot_key(key_secret, client_id) as x-api-key
 
     @classmethod
     def parse(cls, raw: str) -> Spec:
@@ -102,6 +104,11 @@ class Channels:
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._channels), return_exceptions=True)
+
+
+def bot_key(secret: str, client_id: str) -> str:
+    """A bench bot's API key, derived so the harness can store its hash without telling the fleet each key."""
+    return "ck_" + hashlib.sha256(f"{secret}:{client_id}".encode()).hexdigest()
 
 
 def first_message(bot: Bot, receipts: bool = False) -> pb2.ClientMessage:
@@ -173,7 +180,8 @@ class Fleet:
             bot.target = self._next_target(bot.target)
 
     async def _one_stream(self, bot: Bot, index: int) -> None:
-        call = self.channels.connect_method(bot.target, index)()
+        metadata = (("x-api-key", bot_key(self.spec.key_secret, bot.client_id)),) if self.spec.key_secret else None
+        call = self.channels.connect_method(bot.target, index)(metadata=metadata)
         bot.call = call
         status = "OK"
         try:

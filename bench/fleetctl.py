@@ -17,9 +17,9 @@ class FleetError(RuntimeError):
 class FleetProcess:
     def __init__(self, targets: list[str], channels: int = 4, track: bool = False,
                  reconnect: tuple[float, float] = (0.05, 0.25), max_seconds: float = 1800.0,
-                 receipts: bool = False) -> None:
+                 receipts: bool = False, key_secret: str = "") -> None:
         self.spec = {"targets": targets, "channels": channels, "track": track, "reconnect": list(reconnect),
-                     "max_seconds": max_seconds, "receipts": receipts}
+                     "max_seconds": max_seconds, "receipts": receipts, "key_secret": key_secret}
         self.process: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
 

@@ -5,7 +5,8 @@ a bare relay in the same run (#17).
 Closed loop: `c` callers each send a command to a random connected bot, wait for the ack, repeat,
 for --duration seconds per step. Throughput is acked commands per second over the step.
 
-The product runs with every feature on at its defaults (operator auth, journal, metrics, INFO logs,
+The product runs with every feature on at its defaults (CRYPTO_AUTH on: a key per bot and the operator
+token on every call; the journal, metrics, INFO logs,
 Centrifugo publishing to a fake in its own process; the database from --database-url). Next to it run as
 many bare relays (bench/relay.py) with their own fleet of the same size from a second load generator;
 each step alternates product and relay REPEATS times (A B A B) and every figure is also given as a
@@ -18,6 +19,7 @@ import asyncio
 import os
 import random
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,8 @@ from typing import Any
 from .. import floors, profiling
 from ..cluster import Cluster, owners, redis_calls, wait_claims
 from ..commands import Commands, Ending
+from ..db import store_keys
+from ..fleet import bot_key
 from ..context import Context, cluster, fleet, meter
 from ..procs import CpuMeter, FakeCentrifugoProcess, Replica
 from ..relay import PREFIX as RELAY_PREFIX
@@ -153,7 +157,7 @@ def pooled(runs: list[tuple[list[Ending], float, dict[str, float], Counter[str]]
 def features_env(fake: FakeCentrifugoProcess, given: dict[str, str]) -> dict[str, str]:
     """Every feature on, at its defaults: what #17 compares with the bare relay. A feature set with --env
     keeps that value (e.g. --env LOG_LEVEL=WARNING measures what INFO logs cost)."""
-    features = {"LOG_LEVEL": "INFO", "METRICS_PORT": "auto", "CENTRIFUGO_API_URL": fake.url,
+    features = {"CRYPTO_AUTH": "on", "LOG_LEVEL": "INFO", "METRICS_PORT": "auto", "CENTRIFUGO_API_URL": fake.url,
                 "CENTRIFUGO_API_KEY": fake.api_key}
     return {k: v for k, v in features.items() if k not in given}
 
@@ -165,7 +169,11 @@ async def run(ctx: Context) -> dict[str, Any]:
     try:
         async with cluster(ctx, "latency", opts.replicas, **features_env(fake, dict(opts.replica_env))) as c, \
                 relays(c.bus_url, opts.replicas) as bare:
-            async with fleet(ctx, [r.target for r in c.live]) as f, fleet(ctx, [r.target for r in bare]) as bf:
+            secret = uuid.uuid4().hex  # every product bot gets its own API key (bot auth on)
+            await store_keys(c.database_url, [(cid, bot_key(secret, cid))
+                                              for cid in (f"{ctx.prefix}{i:06d}" for i in range(opts.clients))])
+            async with fleet(ctx, [r.target for r in c.live], key_secret=secret) as f, \
+                    fleet(ctx, [r.target for r in bare]) as bf:
                 ctx.log(f"latency: connecting {opts.clients} bots to the product and as many to the bare relays")
                 await f.connect(ctx.prefix, opts.clients)
                 await bf.connect(bare_prefix, opts.clients)
