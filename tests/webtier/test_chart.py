@@ -17,13 +17,19 @@ def web_env(helm: Helm, *sets: str) -> dict[str, str]:  # noqa: F811
 
 
 def test_the_web_service_and_port_forwards_are_allowed_by_default(helm: Helm):  # noqa: F811
-    env = web_env(helm)
+    env = web_env(helm, "web.ingress.enabled=false")  # the CI values turn an Ingress on (its hosts: below)
     hosts = Environment.from_mapping(env).allowed_hosts  # what the web tier would read
     for host in ("crypto-grpc-web", "crypto-grpc-web.default.svc.cluster.local", "localhost", "127.0.0.1"):
         assert validate_host(host, hosts), host
     for host in ("crypto.example.com", "10.1.2.3", "evil.example.com"):
         assert not validate_host(host, hosts), host
     assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env
+
+
+def test_an_ingress_host_is_allowed(helm: Helm):  # noqa: F811
+    hosts = Environment.from_mapping(web_env(helm)).allowed_hosts  # CI values: an Ingress for crypto.example.com
+    assert validate_host("crypto.example.com", hosts)
+    assert not validate_host("evil.example.com", hosts)
 
 
 def test_values_add_hosts_and_trusted_origins(helm: Helm):  # noqa: F811
