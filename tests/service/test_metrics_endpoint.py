@@ -139,3 +139,37 @@ async def test_metrics_bind_address_follows_metrics_host_or_grpc_host(metrics_ho
 def test_grpc_style_hosts_bind_as_http_hosts():
     assert [metrics_bind_host(h) for h in ("[::]", "[::1]", "0.0.0.0", " 127.0.0.1 ", "")] == [
         "::", "::1", "0.0.0.0", "127.0.0.1", ""]
+
+
+def test_wildcard_falls_back_to_ipv4_without_ipv6(monkeypatch):
+    """gRPC binds "[::]" as 0.0.0.0 on a host without IPv6; the metrics listener must not crash there."""
+    import errno
+
+    from apps.crypto.grpc.services import metrics
+
+    calls: list[str] = []
+
+    class Server:
+        server_address = ("0.0.0.0", 7464)
+
+    def fake_start(port: int, addr: str):
+        calls.append(addr)
+        if addr == "::":
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return Server(), None
+    monkeypatch.setattr(metrics, "start_http_server", fake_start)
+    assert metrics.serve_metrics("[::]", 7464) == 7464
+    assert calls == ["::", "0.0.0.0"]
+
+
+def test_a_port_in_use_still_fails_the_start(monkeypatch):
+    import errno
+
+    from apps.crypto.grpc.services import metrics
+
+    def in_use(port: int, addr: str):
+        raise OSError(errno.EADDRINUSE, "Address already in use")
+    monkeypatch.setattr(metrics, "start_http_server", in_use)
+    for host in ("[::]", "127.0.0.1"):
+        with pytest.raises(OSError, match="in use"):
+            metrics.serve_metrics(host, 7464)

@@ -7,6 +7,7 @@ the registered methods only (an unknown method never reaches a label) and the st
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.metadata
 import inspect
 import logging
@@ -136,10 +137,22 @@ def serve_metrics(host: str, port: int) -> int:
     """Prometheus exposition over HTTP (a daemon thread) on host:port; port 0 turns it off. Returns the port."""
     if not port:
         return 0
-    server, _ = start_http_server(port, addr=metrics_bind_host(host))
+    addr = metrics_bind_host(host)
+    try:
+        server, _ = start_http_server(port, addr=addr)
+    except OSError as exc:
+        if addr != "::" or exc.errno not in _NO_IPV6:
+            raise
+        # gRPC's "[::]" falls back to IPv4 on a host without IPv6 (many containers): so do the metrics.
+        logger.warning("metrics.ipv6_unavailable address=%s fallback=0.0.0.0 error=%s", addr, exc.strerror)
+        addr = "0.0.0.0"
+        server, _ = start_http_server(port, addr=addr)
     bound = server.server_address[1]
-    logger.info("metrics.serving address=%s port=%d", metrics_bind_host(host), bound)
+    logger.info("metrics.serving address=%s port=%d", addr, bound)
     return bound
+
+
+_NO_IPV6 = {errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT}
 
 
 _KINDS = {(False, False): "unary", (False, True): "server_stream", (True, False): "client_stream",
