@@ -43,7 +43,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TMPDIR=/tmp \
     DJANGO_LOG_TO_TMP=false \
     GRPC_PORT=50051 \
-    METRICS_PORT=9100
+    METRICS_PORT=7464
 
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
@@ -56,6 +56,6 @@ RUN install -d -o 10001 -g 10001 /app/logs
 
 WORKDIR /app
 USER 10001:10001
-EXPOSE 50051 9100
+EXPOSE 50051 7464
 
 CMD ["python", "manage.py", "rungrpc"]

@@ -1,4 +1,5 @@
-"""Operator-facing environment variables, and the one parser (parse/read/read_fields) every config class uses.
+"""Operator-facing environment variables, read and validated by pydantic-settings (read_fields), with the
+messages of parse(): a bad value fails naming its variable.
 
 The Helm chart and outside tests use exactly these names; see README "Configuration".
 """
@@ -8,10 +9,14 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BeforeValidator, Field, ValidationError, create_model
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 _TRUE = {"1", "true", "yes", "on"}
@@ -39,6 +44,71 @@ def parse(name: str, raw: str, kind: type[T], minimum: float | None = None) -> T
     raise ValueError(f"{name} must be {_KIND_NAMES[kind]}, got {raw!r}")
 
 
+class _Settings(BaseSettings):
+    """Base of the settings models read_fields generates: environment variables only, exact names."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", validate_default=False)
+
+
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (os.environ, or a test's dict)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
+
+
+def _check(name: str, kind: type, minimum: float | None, convert: Callable[[str], Any] | None, raw: Any) -> Any:
+    """A field's before-validator: parse()'s message for a bad value, convert() for list-like text."""
+    if not isinstance(raw, str):  # only the environment feeds these models: never reached
+        raise ValueError(f"{name} must be {_KIND_NAMES.get(kind, 'text')}, got {raw!r}")
+    value = parse(name, raw, kind, minimum)
+    return convert(value) if convert is not None else value
+
+
+@lru_cache(maxsize=64)
+def _settings_model(cls: type, names: tuple[tuple[str, str], ...], minimum: tuple[tuple[str, float], ...],
+                    convert: tuple[tuple[str, Callable[[str], Any]], ...]) -> type[_Settings]:
+    """A pydantic-settings model of cls's fields named in `names`, each read from its variable (None: unset)."""
+    variables, minima, converters = dict(names), dict(minimum), dict(convert)
+    definitions: dict[str, Any] = {}
+    for f in fields(cls):
+        variable = variables.get(f.name)
+        if variable is None:
+            continue
+        converter = converters.get(f.name)
+        kind = str if converter else _KINDS[f.type if isinstance(f.type, str) else f.type.__name__]
+        check = BeforeValidator(partial(_check, variable, kind, minima.get(f.name), converter))
+        annotation = Annotated[Any, check] if converter else Annotated[kind | None, check]
+        definitions[f.name] = (annotation, Field(None, validation_alias=variable))
+    return create_model(f"{cls.__name__}Settings", __base__=_Settings, **definitions)
+
+
+def read_fields(cls: type, env: Mapping[str, str], env_names: Mapping[str, str], *,
+                blank_is_unset: bool | Collection[str] = False, minimum: Mapping[str, float] | None = None,
+                convert: Mapping[str, Callable[[str], Any]] | None = None) -> dict[str, Any]:
+    """The dataclass fields named in env_names that env sets, each parsed as its annotated type.
+
+    blank_is_unset: True, or the fields for which an empty variable means unset. minimum: per field.
+    convert: per field, text -> value (lists). A bad value raises ValueError naming the variable.
+    """
+    blank = set(env_names) if blank_is_unset is True else set(blank_is_unset or ())
+    present = {variable: env[variable] for name, variable in env_names.items()
+               if variable in env and not (name in blank and env[variable] == "")}
+    model = _settings_model(cls, tuple(sorted(env_names.items())), tuple(sorted((minimum or {}).items())),
+                            tuple(sorted((convert or {}).items())))
+    try:
+        settings = model(_build_sources=((_MappingSource(model, present),), {}))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        cause = error.get("ctx", {}).get("error")
+        raise ValueError(str(cause) if cause else f"{error['loc'][0]}: {error['msg']}") from None
+    return {name: getattr(settings, name) for name in settings.model_fields_set}
+
+
 def read(env: Mapping[str, str], name: str, kind: type[T], default: T, *, blank_is_unset: bool = False,
          minimum: float | None = None) -> T:
     """The variable `name` as kind, or default when unset (or blank, with blank_is_unset)."""
@@ -46,18 +116,6 @@ def read(env: Mapping[str, str], name: str, kind: type[T], default: T, *, blank_
     if raw is None or (blank_is_unset and raw == ""):
         return default
     return parse(name, raw, kind, minimum)
-
-
-def read_fields(cls: type, env: Mapping[str, str], env_names: Mapping[str, str], *,
-                blank_is_unset: bool = False) -> dict[str, Any]:
-    """The dataclass fields named in env_names that env sets, each parsed as its annotated type."""
-    found: dict[str, Any] = {}
-    for f in fields(cls):
-        name = env_names.get(f.name)
-        raw = None if name is None else env.get(name)
-        if raw is not None and not (blank_is_unset and raw == ""):
-            found[f.name] = parse(name, raw, _KINDS[f.type if isinstance(f.type, str) else f.type.__name__])
-    return found
 
 
 def split_list(raw: str) -> tuple[str, ...]:
@@ -77,6 +135,9 @@ _HOST = re.compile(r"\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+
 # A CSRF trusted origin: scheme://host[:port], host optionally "*."-prefixed (Django's syntax).
 _ORIGIN = re.compile(r"https?://(\*\.)?([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# Outside Prometheus's exporter allocations (9100-9999, all taken: 9100 is node_exporter) and below the
+# kernel's ephemeral range (32768+), and no common service's port.
+DEFAULT_METRICS_PORT = 7464
 
 
 def parse_allowed_hosts(raw: str) -> tuple[str, ...]:
@@ -134,39 +195,42 @@ class Environment:
     allow_dev_secret_key: bool = False  # DJANGO_ALLOW_DEV_SECRET_KEY: development and tests only
     log_format: str = "text"
     log_level: str = "INFO"
-    metrics_port: int = 9100
+    metrics_host: str = ""  # METRICS_HOST: blank means the gRPC server's host (rungrpc --host, GRPC_HOST)
+    metrics_port: int = DEFAULT_METRICS_PORT
     grpc_experiments: tuple[str, ...] = ()  # gRPC core reads GRPC_EXPERIMENTS; kept here to check and log it
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> "Environment":
-        defaults = cls()
-        log_format = read(env, "LOG_FORMAT", str, defaults.log_format).lower()
-        if log_format not in {"text", "json"}:
-            raise ValueError(f"LOG_FORMAT must be text or json, got {log_format!r}")
-        return cls(
-            database_url=read(env, "DATABASE_URL", str, defaults.database_url, blank_is_unset=True),
-            redis_url=read(env, "REDIS_URL", str, ""),
-            redis_password=read(env, "REDIS_PASSWORD", str, ""),
-            redis_sentinel_password=read(env, "REDIS_SENTINEL_PASSWORD", str, ""),
-            replica_id=read(env, "REPLICA_ID", str, defaults.replica_id, blank_is_unset=True),
-            grpc_host=read(env, "GRPC_HOST", str, defaults.grpc_host, blank_is_unset=True),
-            grpc_port=read(env, "GRPC_PORT", int, defaults.grpc_port, minimum=0),
-            centrifugo_api_url=read(env, "CENTRIFUGO_API_URL", str, ""),
-            centrifugo_api_key=read(env, "CENTRIFUGO_API_KEY", str, ""),
-            auth_enabled=read(env, "CRYPTO_AUTH", bool, True),
-            operator_tokens=split_list(read(env, "CRYPTO_OPERATOR_TOKENS", str, "")),
-            grpc_target=read(env, "CRYPTO_GRPC_TARGET", str, defaults.grpc_target, blank_is_unset=True),
-            secret_key=read(env, "DJANGO_SECRET_KEY", str, ""),
-            debug=read(env, "DJANGO_DEBUG", bool, False),
-            allowed_hosts=parse_allowed_hosts(read(env, "DJANGO_ALLOWED_HOSTS", str, ",".join(DEFAULT_ALLOWED_HOSTS),
-                                                   blank_is_unset=True)),
-            csrf_trusted_origins=parse_csrf_origins(read(env, "DJANGO_CSRF_TRUSTED_ORIGINS", str, "")),
-            allow_dev_secret_key=read(env, DEV_SECRET_KEY_FLAG, bool, False),
-            log_format=log_format,
-            log_level=read(env, "LOG_LEVEL", str, defaults.log_level).upper(),
-            metrics_port=read(env, "METRICS_PORT", int, defaults.metrics_port, minimum=0),
-            grpc_experiments=parse_experiments(read(env, "GRPC_EXPERIMENTS", str, "")),
-        )
+        found = read_fields(cls, env, _VARIABLES, blank_is_unset=_BLANK_IS_UNSET, minimum=_MINIMUM,
+                            convert=_CONVERT)
+        return cls(**found)
+
+
+def _log_format(raw: str) -> str:
+    log_format = raw.lower()
+    if log_format not in {"text", "json"}:
+        raise ValueError(f"LOG_FORMAT must be text or json, got {log_format!r}")
+    return log_format
+
+
+# Environment field -> its variable; the names are the operators' (README, Helm chart), never change them.
+_VARIABLES = {
+    "database_url": "DATABASE_URL", "redis_url": "REDIS_URL", "redis_password": "REDIS_PASSWORD",
+    "redis_sentinel_password": "REDIS_SENTINEL_PASSWORD", "replica_id": "REPLICA_ID", "grpc_host": "GRPC_HOST",
+    "grpc_port": "GRPC_PORT", "centrifugo_api_url": "CENTRIFUGO_API_URL", "centrifugo_api_key": "CENTRIFUGO_API_KEY",
+    "auth_enabled": "CRYPTO_AUTH", "operator_tokens": "CRYPTO_OPERATOR_TOKENS", "grpc_target": "CRYPTO_GRPC_TARGET",
+    "secret_key": "DJANGO_SECRET_KEY", "debug": "DJANGO_DEBUG", "allowed_hosts": "DJANGO_ALLOWED_HOSTS",
+    "csrf_trusted_origins": "DJANGO_CSRF_TRUSTED_ORIGINS", "allow_dev_secret_key": DEV_SECRET_KEY_FLAG,
+    "log_format": "LOG_FORMAT", "log_level": "LOG_LEVEL", "metrics_host": "METRICS_HOST",
+    "metrics_port": "METRICS_PORT", "grpc_experiments": "GRPC_EXPERIMENTS",
+}
+_BLANK_IS_UNSET = frozenset({"database_url", "replica_id", "grpc_host", "grpc_target", "allowed_hosts"})
+_MINIMUM = {"grpc_port": 0, "metrics_port": 0}
+_CONVERT: dict[str, Callable[[str], Any]] = {
+    "operator_tokens": split_list, "allowed_hosts": parse_allowed_hosts, "csrf_trusted_origins": parse_csrf_origins,
+    "log_format": _log_format, "log_level": str.upper, "metrics_host": str.strip,
+    "grpc_experiments": parse_experiments,
+}
 
 
 def django_secret_key(env: Environment) -> str:

@@ -10,8 +10,8 @@ non-printable characters) is written as a JSON string; ordinary values stay bare
 A record is one line: control characters in the format string are escaped, and the continuation
 lines of a traceback are indented, so no line of one record can pass for the start of another.
 
-The JSON formatter is a dict and json.dumps; python-json-logger would still need the field
-derivation and the reserved-name guard below, so it would add a dependency and save nothing.
+The JSON formatter is python-json-logger's, given the fields render() derives and the reserved-name guard;
+the text rendering (render, quote) stays here: no library quotes per argument from the format string.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, NamedTuple
+
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 # Fields of every JSON line; a message field or `extra` of the same name never replaces them.
 RESERVED = frozenset({"ts", "level", "logger", "replica", "msg", "event", "exc"})
@@ -236,30 +238,31 @@ class TextFormatter(logging.Formatter):
         return "\n  ".join(super().format(record).splitlines())
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, replica, event, its fields, and the text."""
+class JsonFormatter(_LibraryJsonFormatter):
+    """One JSON object per record (python-json-logger): time, level, logger, replica, event, its fields, the text."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("json_default", str)  # any other value logged as an extra is written as its str()
+        super().__init__(*args, **kwargs)
+
+    def add_fields(self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         line = render(record)
-        payload: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "replica": getattr(record, "replica", ""),
-        }
+        log_record["ts"] = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        log_record["level"] = record.levelname
+        log_record["logger"] = record.name
+        log_record["replica"] = getattr(record, "replica", "")
         if line.event:
-            payload["event"] = line.event
+            log_record["event"] = line.event
         extras = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
         for key, value in {**line.fields, **extras}.items():
             if key in RESERVED:
-                if payload.get(key) == value:
+                if log_record.get(key) == value:
                     continue
                 key = RENAMED_PREFIX + key
-            payload[key] = value
-        payload["msg"] = line.text
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+            log_record[key] = value
+        log_record["msg"] = line.text
+        if message_dict.get("exc_info"):
+            log_record["exc"] = message_dict["exc_info"]
 
 
 def build_logging(log_format: str, level: str, replica: str = "") -> dict[str, Any]:

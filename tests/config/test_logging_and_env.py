@@ -63,11 +63,32 @@ def test_environment_refuses_nonsense(env, message):
 def test_environment_defaults_and_token_list():
     env = Environment.from_mapping({"CRYPTO_OPERATOR_TOKENS": " a, b ,,", "REDIS_URL": "redis://x"})
     assert env.operator_tokens == ("a", "b") and env.auth_enabled and env.grpc_port == 50051
-    assert env.redis_url == "redis://x" and env.metrics_port == 9100
+    assert env.redis_url == "redis://x" and env.metrics_port == 7464 and env.metrics_host == ""
     assert env.grpc_experiments == ()
     assert not env.allow_dev_secret_key and not env.debug
     assert Environment.from_mapping({"GRPC_EXPERIMENTS": "ph2_server, -fuse_filters"}).grpc_experiments == (
         "ph2_server", "-fuse_filters")
+
+
+def test_environment_blank_values_and_metrics_host():
+    env = Environment.from_mapping({"GRPC_HOST": "", "DJANGO_ALLOWED_HOSTS": "", "METRICS_HOST": " 127.0.0.1 ",
+                                    "METRICS_PORT": "9999", "LOG_LEVEL": "debug", "LOG_FORMAT": "JSON"})
+    assert (env.grpc_host, env.allowed_hosts) == ("[::]", ("localhost", "127.0.0.1", "[::1]"))
+    assert (env.metrics_host, env.metrics_port, env.log_level, env.log_format) == ("127.0.0.1", 9999, "DEBUG",
+                                                                                    "json")
+    for name in ("GRPC_PORT", "METRICS_PORT", "CRYPTO_AUTH"):  # blank is not unset for these: refused, named
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            Environment.from_mapping({name: ""})
+
+
+def test_bad_values_fail_with_one_plain_message():
+    """pydantic-settings reads the variables; the error is still one line naming the variable, no pydantic dump."""
+    with pytest.raises(ValueError) as caught:
+        Environment.from_mapping({"GRPC_PORT": "50051x"})
+    assert str(caught.value) == "GRPC_PORT must be an integer, got '50051x'"
+    with pytest.raises(ValueError) as caught:
+        CryptoStreamingConfig.from_env({"CRYPTO_ACK_TIMEOUT": "soon"})
+    assert str(caught.value) == "CRYPTO_ACK_TIMEOUT must be a number, got 'soon'"
 
 
 @pytest.mark.parametrize("env, message", [

@@ -88,3 +88,12 @@ def test_repr_never_shows_the_key() -> None:
     text = repr(PublisherConfig(api_url="http://c/api", api_key="s3cr3t-value"))
     assert "s3cr3t-value" not in text
     assert "api_key='***'" in text
+
+
+def test_bad_override_message_is_one_line_naming_the_variable() -> None:
+    with pytest.raises(ValueError) as caught:
+        PublisherConfig.from_env({"CENTRIFUGO_QUEUE_SIZE": "lots"})
+    assert str(caught.value) == "CENTRIFUGO_QUEUE_SIZE must be an integer, got 'lots'"
+    with pytest.raises(ValueError) as caught:
+        PublisherConfig.from_env({"CENTRIFUGO_PUBLISH_ACKS": "maybe"})
+    assert str(caught.value) == "CENTRIFUGO_PUBLISH_ACKS must be on or off, got 'maybe'"

@@ -1,6 +1,11 @@
 """Circuit breaker as pure state: the sender asks it whether to call Centrifugo, and tells it how it went.
 
 The clock is injected so tests drive time by hand and nothing here sleeps.
+
+Kept rather than aiobreaker 1.2: it stamps openings with datetime.utcnow() but reports opens_at against
+datetime.now() (off by the UTC offset), reads the wall clock (no monotonic or injected clock), has no
+per-opening cooldown (force_open's long pause after a 401) and wraps calls in exceptions where the sender
+records classified outcomes.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, fields
 
-from config.env import read, read_fields
+from config.env import read_fields
 
-# Optional CENTRIFUGO_<FIELD> overrides, each parsed as the field's type. Anything not listed keeps its default.
-_ENV_FIELDS = ("channel_pattern", "all_channel", "publish_commands", "publish_acks", "queue_size", "batch_size",
+# CENTRIFUGO_<FIELD> for these (read by pydantic-settings, config.env.read_fields), each parsed as the
+# field's type. Anything not listed keeps its default.
+_ENV_FIELDS = ("api_url", "api_key", "channel_pattern", "all_channel", "publish_commands", "publish_acks", "queue_size", "batch_size",
                "flush_interval", "request_timeout", "max_retries", "backoff_base", "backoff_max",
                "breaker_threshold", "breaker_cooldown", "auth_retry_interval", "close_timeout")
 
@@ -50,11 +50,9 @@ class PublisherConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "PublisherConfig":
         """Read CENTRIFUGO_API_URL / CENTRIFUGO_API_KEY plus optional CENTRIFUGO_<FIELD> overrides."""
-        base = cls(
-            api_url=read(environ, "CENTRIFUGO_API_URL", str, "").strip().rstrip("/"),
-            api_key=read(environ, "CENTRIFUGO_API_KEY", str, "").strip(),
-        )
-        return replace(base, **_overrides(environ))
+        names = {name: "CENTRIFUGO_" + name.upper() for name in _ENV_FIELDS}
+        found = read_fields(cls, environ, names, convert=_TEXT)
+        return cls(**found)
 
     def __repr__(self) -> str:
         # The key must never reach a log line through an innocent repr().
@@ -63,10 +61,9 @@ class PublisherConfig:
         return "PublisherConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
-def _overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    names = {name: "CENTRIFUGO_" + name.upper() for name in _ENV_FIELDS}
-    found = read_fields(PublisherConfig, environ, names)
-    return {name: value.strip() if isinstance(value, str) else value for name, value in found.items()}
+# Text settings are read stripped; the URL also without a trailing slash.
+_TEXT = {"api_url": lambda raw: raw.strip().rstrip("/"), "api_key": str.strip, "channel_pattern": str.strip,
+         "all_channel": str.strip}
 
 
 def _validate_url(url: str) -> None:

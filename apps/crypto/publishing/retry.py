@@ -1,4 +1,8 @@
-"""Retry policy as pure functions: what a cent error or a per-channel reply means, and how long to wait."""
+"""Retry policy as pure functions: what a cent error or a per-channel reply means, and how long to wait.
+
+The exponential part of the wait is tenacity's wait_exponential. The retry loop itself stays in the sender:
+it retries a batch by outcome (not by exception), shares the breaker and re-reads the queue between rounds.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from cent.exceptions import (
     CentTransportError,
     CentUnauthorizedError,
 )
+from tenacity import RetryCallState, wait_exponential
 
 
 class Outcome(enum.Enum):
@@ -81,5 +86,11 @@ def backoff_delay(attempt: int, base: float, cap: float, jitter: float) -> float
     """
     if attempt < 1:
         return 0.0
-    raw = min(cap, base * (2 ** min(attempt - 1, 62)))
-    return raw * (0.5 + jitter / 2)
+    return exponential_wait(attempt, base, cap) * (0.5 + jitter / 2)
+
+
+def exponential_wait(attempt: int, base: float, cap: float) -> float:
+    """min(cap, base * 2**(attempt - 1)) for attempt >= 1, by tenacity's wait_exponential."""
+    state = RetryCallState(None, None, (), {})
+    state.attempt_number = min(max(attempt, 1), 63)  # past 2**62 the cap has long won; bounds the power
+    return wait_exponential(multiplier=base, max=cap)(state)

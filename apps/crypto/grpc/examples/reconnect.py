@@ -1,6 +1,8 @@
 """Reconnect policy as pure code: which stream endings are final, and how long to wait before retrying.
 
 No I/O and no clock here, so the policy is unit-testable and bots can tune it without touching the client.
+The widening window is tenacity's wait_exponential; the loop stays in the client, since a stream that lived
+long enough resets the count (a retry decorator counts failed calls, not connection lifetimes).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from tenacity import RetryCallState, wait_exponential
 
 # Retrying cannot fix these: a wrong key, a key for another client_id, a malformed stream, a wrong server.
 FATAL_CODES: frozenset[grpc.StatusCode] = frozenset({
@@ -37,10 +40,13 @@ class Backoff:
             raise ValueError("backoff needs 0 < base <= cap")
 
     def ceiling(self, failures: int) -> float:
-        return min(self.cap, self.base * 2.0 ** min(max(failures, 0), 62))
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = min(max(failures, 0), 62) + 1
+        return float(wait_exponential(multiplier=self.base, max=self.cap)(state))
 
     def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        """Full jitter spreads a fleet reconnecting after the same outage over the whole window."""
+        """Full jitter (tenacity's wait_random_exponential, with rand injectable) spreads a fleet reconnecting
+        after the same outage over the whole window."""
         return rand() * self.ceiling(failures)
 
 

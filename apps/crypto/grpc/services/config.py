@@ -82,7 +82,8 @@ class CryptoStreamingConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> "CryptoStreamingConfig":
-        """CRYPTO_<FIELD> for every field, plus the GRPC_* server options the Helm chart sets; blank is unset."""
+        """CRYPTO_<FIELD> for every field, plus the GRPC_* server options the Helm chart sets; blank is unset.
+        Read and type-checked by pydantic-settings (config.env.read_fields); the rules between fields are above."""
         names = {f.name: GRPC_ALIASES.get(f.name, f"CRYPTO_{f.name.upper()}") for f in fields(cls)}
         return cls(**{**(overrides or {}), **read_fields(cls, env, names, blank_is_unset=True)})
 

@@ -78,7 +78,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self._set_health(LIVENESS, True)
-        metrics.watch_publisher(self.publisher.stats)
+        metrics.watch_publisher(self.publisher.stats, lambda: self.ingest.pending)
         await self.publisher.start()
         self.journal.start(self.tasks.scope("journal").spawn)
         self.ingest.start(self.tasks.scope("ingest").spawn)

@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from apps.crypto.apps import crypto_app
 
 from .config import CryptoStreamingConfig
-from .metrics import serve_metrics
+from .metrics import RpcMetrics, serve_metrics
 from .runtime import SERVICE_NAME, Runtime, build_runtime
 from .server import CryptoStreamingService
 
@@ -82,7 +82,7 @@ async def start_replica(host: str, port: int, config: CryptoStreamingConfig, ref
                         **parts: Any) -> Replica:
     runtime = build_runtime(config, **parts)
     crypto_app().servicer = CryptoStreamingService(runtime)  # what handlers.grpc_handlers() registers
-    server = grpc.aio.server(options=server_options(config))
+    server = grpc.aio.server(options=server_options(config), interceptors=[RpcMetrics()])
     for register in discover_handlers():
         register(server)
     health_pb2_grpc.add_HealthServicer_to_server(runtime.health, server)
@@ -94,7 +94,7 @@ async def start_replica(host: str, port: int, config: CryptoStreamingConfig, ref
         raise RuntimeError(f"cannot bind {host}:{port}")
     await runtime.start()
     await server.start()
-    serve_metrics("0.0.0.0", runtime.env.metrics_port)
+    serve_metrics(runtime.env.metrics_host or host, runtime.env.metrics_port)  # METRICS_HOST, else the gRPC host
     logger.info("replica.started replica=%s address=%s:%d auth=%s grpc_experiments=%s", runtime.replica_id, host,
                 bound, "on" if runtime.env.auth_enabled else "off", ",".join(runtime.env.grpc_experiments) or "-")
     return Replica(server, runtime, bound)

@@ -115,7 +115,8 @@ class BusRunner:
         while True:
             await asyncio.sleep(self.beat_interval)
             try:
-                await self.bus.link.beat(len(self.bus.sessions))
+                with metrics.BUS_ROUNDTRIP.time():
+                    await self.bus.link.beat(len(self.bus.sessions))
                 if self._subscribed.is_set():
                     self._set_health(True)
             except BusUnavailable as exc:

@@ -166,7 +166,8 @@ class IngestBuffer:
         done, pending = FlushReport(), batch
         while True:
             try:
-                report = await self.write_batch(pending)
+                with metrics.INGEST_BATCH_SECONDS.time():
+                    report = await self.write_batch(pending)
             except StorageUnavailable as exc:
                 reason = str(exc)
             else:
