@@ -26,7 +26,7 @@ BASE_ENV = {
     "CRYPTO_OPERATOR_TOKENS": OPERATOR_TOKEN,
     "CRYPTO_ENABLE_PING": "off",
     "LOG_LEVEL": "WARNING",
-    "METRICS_PORT": "0",  # no Prometheus listener (it would bind 0.0.0.0 and collide between replicas)
+    "METRICS_PORT": "0",  # no Prometheus listener by default (replicas would share a port); latency turns it on per replica
     "CENTRIFUGO_API_URL": "",
     "CENTRIFUGO_API_KEY": "",
     "PYTHONUNBUFFERED": "1",
