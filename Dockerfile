@@ -6,7 +6,7 @@
 
 ARG PYTHON_VERSION=3.12
 
-# ---- build: resolve and install the project into a virtualenv -------------
+# ---- build: install the lock and the project into a virtualenv -----------
 FROM python:${PYTHON_VERSION}-slim AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -19,10 +19,17 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
+# The locked tree first (its own layer, rebuilt only when the lock changes):
+# every package pinned with its sha256, none of their own requirements
+# (--no-deps), so django-cfg's requirements this service never imports stay
+# out (requirements/lean-excludes.txt; tests/packaging proves the rest runs).
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip install --require-hashes --no-deps -r requirements/runtime.txt
 # .dockerignore keeps the context to what the app needs (pyproject.toml,
-# README.md, manage.py, apps/, config/, protos/).
+# README.md, manage.py, apps/, config/, protos/, requirements/). The project
+# itself, with no dependencies and the build backend (setuptools) from the lock.
 COPY . .
-RUN pip install . \
+RUN pip install --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info
 
 # Static files for the admin, served by whitenoise from /app/staticfiles.

@@ -63,7 +63,7 @@ def test_environment_for_read_only_root() -> None:
 
 def test_static_files_collected_at_build_time() -> None:
     build_runs = " ".join(args for stage in stages()[:-1] for word, args in stage if word == "RUN")
-    assert "pip install ." in build_runs
+    assert "pip install --no-deps --no-build-isolation ." in build_runs
     assert "manage.py collectstatic --noinput" in build_runs
 
 
@@ -73,11 +73,20 @@ def test_default_command_is_the_grpc_server() -> None:
     assert shlex.split(cmd.strip("[]").replace(",", " ")) == ["python", "manage.py", "rungrpc"]
 
 
+def test_image_installs_the_hashed_runtime_lock_without_resolving() -> None:
+    build = [instr for stage in stages()[:-1] for instr in stage]
+    runs = [args for word, args in build if word == "RUN"]
+    assert "pip install --require-hashes --no-deps -r requirements/runtime.txt" in runs
+    # The lock is installed before the whole context is copied, so a code change keeps that layer.
+    copies = [args for word, args in build if word == "COPY"]
+    assert copies.index("requirements/runtime.txt requirements/runtime.txt") < copies.index(". .")
+
+
 def test_dockerignore_is_an_allow_list() -> None:
     rules = [line.strip() for line in DOCKERIGNORE if line.strip() and not line.startswith("#")]
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "manage.py", "apps", "config", "protos"}
+    assert allowed == {"pyproject.toml", "README.md", "manage.py", "apps", "config", "protos", "requirements"}
 
 
 def test_chart_uid_matches_image_uid(helm: Helm) -> None:
