@@ -40,7 +40,7 @@ EXCLUDES = ROOT / "requirements" / "lean-excludes.txt"
 # django-cfg's TOTP service). lean-excludes.txt says what else stays and why.
 ABSENT_MODULES = (
     "openai", "tiktoken", "mypy", "faker", "geopy", "pgvector", "pywebpush", "lxml", "bs4",
-    "questionary", "loguru", "colorlog", "tenacity", "email_validator", "cryptography", "toml",
+    "questionary", "loguru", "colorlog", "email_validator", "cryptography", "toml",
     "json_repair", "pydantic_yaml", "ua_parser", "constance", "corsheaders", "django_extensions",
     "django_redis", "simple_history", "tailwind", "rest_framework_nested", "drf_spectacular_sidecar",
     "adrf", "django_json_widget", "django_ratelimit", "django_stubs_ext", "mypy_django_plugin",
