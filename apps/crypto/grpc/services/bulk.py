@@ -15,7 +15,8 @@ it backwards.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
@@ -34,18 +35,38 @@ def _connection() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
-# Fields whose get_db_prep_save returns a value of this exact type unchanged (to_python of a str is the str):
-# such values skip the per-value conversion, a third of a journal or ingest flush's CPU.
+# Fields whose get_db_prep_save returns a value of this exact type unchanged (to_python of a str is the str).
 PLAIN: dict[str, type] = {"CharField": str, "TextField": str, "SlugField": str, "BooleanField": bool,
                           "IntegerField": int, "BigIntegerField": int, "SmallIntegerField": int,
                           "PositiveIntegerField": int, "PositiveBigIntegerField": int, "PositiveSmallIntegerField": int}
 
 
+def _converter(field: Any, connection: BaseDatabaseWrapper) -> Callable[[Any], Any]:
+    """What field.get_db_prep_save(value) returns, without its generic path for the common values: a plain
+    value is kept, an aware datetime and a JSON object go straight to the backend's adapter (the steps in
+    between leave them unchanged). About half of a journal or ingest flush's CPU per row; same parameters."""
+    kind = field.get_internal_type()
+
+    def generic(value: Any) -> Any:
+        return field.get_db_prep_save(value, connection)
+
+    if kind in PLAIN:
+        plain, null = PLAIN[kind], field.null
+        return lambda value: value if type(value) is plain or (value is None and null) else generic(value)
+    if kind == "DateTimeField":
+        adapt_datetime = connection.ops.adapt_datetimefield_value
+        return lambda value: (adapt_datetime(value) if type(value) is datetime and value.utcoffset() is not None
+                              else generic(value))
+    if kind == "JSONField":
+        adapt_json, encoder = connection.ops.adapt_json_value, field.encoder
+        return lambda value: adapt_json(value, encoder) if type(value) in (dict, list) else generic(value)
+    return generic
+
+
 def _execute_many(sql: str, fields: Sequence[Any], rows: Iterable[Sequence[Any]]) -> None:
     connection = _connection()
-    plain = [PLAIN.get(f.get_internal_type()) for f in fields]
-    params = [[v if (kind is not None and type(v) is kind) or (v is None and kind is not None and f.null)
-               else f.get_db_prep_save(v, connection) for f, kind, v in zip(fields, plain, row)] for row in rows]
+    convert = [_converter(f, connection) for f in fields]
+    params = [[c(v) for c, v in zip(convert, row)] for row in rows]
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
