@@ -21,15 +21,16 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .. import floors, profiling
-from ..cluster import Cluster, owners, redis_calls, wait_claims
+from ..cluster import KEY_PREFIX, Cluster, owners, redis_calls, wait_claims
 from ..commands import Commands, Ending
+from ..context import Context, cluster, fleet, meter
 from ..db import store_keys
 from ..fleet import bot_key
-from ..context import Context, cluster, fleet, meter
 from ..procs import CpuMeter, FakeCentrifugoProcess, Replica
 from ..relay import PREFIX as RELAY_PREFIX
 from ..relay import RelayProcess, relays
@@ -57,16 +58,20 @@ class Plan:
         return random.choice([t for t in self.targets if t != home])
 
 
-async def build_plan(ctx: Context, c: Cluster, count: int) -> Plan:
+async def build_plan(ctx: Context, c: Cluster, count: int, prefix: str = "",
+                     holders: Sequence[Replica | RelayProcess] | None = None, key_prefix: str = KEY_PREFIX) -> Plan:
+    """Who holds each of the `count` bots named `prefix`NNNNNN (default: the run's prefix, on the cluster's
+    live replicas); the bare relays' bots: their prefix, the relays and RELAY_PREFIX's owner keys."""
     redis = c.redis_client()
+    holders = c.live if holders is None else holders
     try:
-        clients = [f"{ctx.prefix}{i:06d}" for i in range(count)]
-        owned = await owners(redis, clients)
+        clients = [f"{prefix or ctx.prefix}{i:06d}" for i in range(count)]
+        owned = await owners(redis, clients, key_prefix=key_prefix)
     finally:
         await redis.aclose()
-    by_name = {r.name: r.target for r in c.live}
+    by_name = {h.name: h.target for h in holders}
     mapping = {cid: by_name[name] for cid, name in owned.items() if name in by_name}
-    return Plan([cid for cid in clients if cid in mapping], mapping, [r.target for r in c.live])
+    return Plan([cid for cid in clients if cid in mapping], mapping, [h.target for h in holders])
 
 
 async def closed_loop(commands: Commands, plan: Plan, mode: str, concurrency: int,
@@ -120,18 +125,6 @@ async def profile_step(ctx: Context, commands: Commands, plan: Plan, replica: Re
             **profiling.summarize(out)}
 
 
-async def build_bare_plan(ctx: Context, c: Cluster, bare: list[RelayProcess], prefix: str, count: int) -> Plan:
-    redis = c.redis_client()
-    try:
-        clients = [f"{prefix}{i:06d}" for i in range(count)]
-        owned = await owners(redis, clients, key_prefix=RELAY_PREFIX)
-    finally:
-        await redis.aclose()
-    by_name = {r.name: r.target for r in bare}
-    mapping = {cid: by_name[name] for cid, name in owned.items() if name in by_name}
-    return Plan([cid for cid in clients if cid in mapping], mapping, [r.target for r in bare])
-
-
 async def measure(commands: Commands, plan: Plan, mode: str, concurrency: int, seconds: float, cpu: CpuMeter,
                   redis: Any) -> tuple[list[Ending], float, dict[str, float], Counter[str]]:
     calls = await redis_calls(redis)
@@ -180,7 +173,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 claimed = await wait_claims(c, ctx.prefix, opts.clients)
                 await wait_claims(c, bare_prefix, opts.clients, key_prefix=RELAY_PREFIX)
                 plan = await build_plan(ctx, c, opts.clients)
-                bare_plan = await build_bare_plan(ctx, c, bare, bare_prefix, opts.clients)
+                bare_plan = await build_plan(ctx, c, opts.clients, bare_prefix, bare, RELAY_PREFIX)
                 ctx.log(f"latency: {claimed} claims, {len(plan.clients)} bots routable "
                         f"({len(bare_plan.clients)} on the relays); warming up")
                 commands = Commands(caller_ids=False)  # as an outside client that leaves command_id empty
