@@ -70,6 +70,19 @@ def bot_command_id(broadcast_id: str, client_id: str) -> str:
     return f"{broadcast_id}:{hashlib.sha1(client_id.encode()).hexdigest()[:24]}"
 
 
+def bot_copy(command: pb2.DjangoCommand, broadcast_id: str, client_id: str) -> pb2.DjangoCommand:
+    """One bot's copy of the broadcast's command, under its own command_id."""
+    copy = pb2.DjangoCommand()
+    copy.CopyFrom(command)
+    copy.command_id = bot_command_id(broadcast_id, client_id)
+    return copy
+
+
+def bot_failure(broadcast_id: str, client_id: str, error: str) -> common_pb2.CommandAck:
+    """The result of a bot whose copy got no ack (success=false, why), under its copy's command_id."""
+    return failure_ack(bot_command_id(broadcast_id, client_id), error)
+
+
 def encode_batch(replica: str, targets: list[str] | None, results: list[tuple[str, common_pb2.CommandAck]],
                  done: bool) -> str:
     data: dict[str, Any] = {"r": replica, "a": [[c, base64.b64encode(a.SerializeToString()).decode()]
@@ -203,10 +216,10 @@ class FleetCommands:
                 reach_unheld()
             for replica, part in parts.items():  # the deadline: whatever is still open failed
                 for client_id in sorted((part.targets or set()) - part.reported):
-                    await report(client_id, failure_ack(bot_command_id(broadcast_id, client_id), NOT_ACKED), replica)
+                    await report(client_id, bot_failure(broadcast_id, client_id, NOT_ACKED), replica)
             for client_id in named:
                 if client_id not in reported:  # no replica named its targets in time
-                    await report(client_id, failure_ack(bot_command_id(broadcast_id, client_id),
+                    await report(client_id, bot_failure(broadcast_id, client_id,
                                                         f"client {client_id} is {NOT_CONNECTED}"), "")
             finished = all(p.done for p in parts.values())
         finally:
@@ -222,9 +235,7 @@ class FleetCommands:
                       put: Callable[[Batch], None]) -> None:
         """A named client no replica held: the single-command path, which holds the copy while the client is in
         its grace window (delivered when it reconnects) and routes it to a replica it reconnected to."""
-        copy = pb2.DjangoCommand()
-        copy.CopyFrom(command)
-        copy.command_id = bot_command_id(command.command_id, client_id)
+        copy = bot_copy(command, command.command_id, client_id)
         try:
             answer = await self.bus.execute(client_id, copy, max(0.0, deadline - time.monotonic() - DIRECT_MARGIN))
             ack = failure_ack(copy.command_id, NOT_ACKED) if answer.timed_out else answer.ack
@@ -252,7 +263,7 @@ class FleetCommands:
             if part.targets is None:  # it died before its first results: its targets are in Redis (if it chose)
                 part.targets = await self._targets_of(summary.broadcast_id, replica)
             for client_id in sorted((part.targets or set()) - part.reported):
-                await report(client_id, failure_ack(bot_command_id(summary.broadcast_id, client_id),
+                await report(client_id, bot_failure(summary.broadcast_id, client_id,
                                                     f"replica {replica} went away before the ack"), replica)
 
     async def _targets_of(self, broadcast_id: str, replica: str) -> set[str]:
@@ -363,9 +374,7 @@ class FleetCommands:
         waits: dict[asyncio.Future[common_pb2.CommandAck], tuple[str, str, Any]] = {}
         try:
             for session in sessions:
-                command = pb2.DjangoCommand()
-                command.CopyFrom(request.command)
-                command.command_id = bot_command_id(broadcast_id, session.client_id)
+                command = bot_copy(request.command, broadcast_id, session.client_id)
                 waiting = bus.wait_ack(command.command_id, session.client_id)
                 if waiting is None:  # that command_id is in flight already
                     results.append((session.client_id, failure_ack(command.command_id, "command_id already in flight")))
