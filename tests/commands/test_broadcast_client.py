@@ -21,6 +21,7 @@ from tests.support.waiting import eventually
 
 
 async def bots(server, count: int, **kwargs) -> list[RawBot]:
+    """`count` bots with their own keys, returned once each stream is attached to the server's replica."""
     started = []
     for _ in range(count):
         client_id = f"bc-{uuid.uuid4().hex[:8]}"
@@ -28,6 +29,12 @@ async def bots(server, count: int, **kwargs) -> list[RawBot]:
         await bot.__aenter__()
         bot.send(heartbeat(client_id))
         started.append(bot)
+    sessions = server.replica.runtime.bus.sessions
+    try:
+        await eventually(lambda: all(b.client_id in sessions for b in started), message="streams attached")
+    except BaseException:
+        await asyncio.gather(*(b.__aexit__() for b in started))
+        raise
     return started
 
 
@@ -35,8 +42,6 @@ async def test_broadcast_reaches_every_bot_and_returns_their_acks():
     async with running_server() as server:
         fleet = await bots(server, 4)
         try:
-            sessions = server.replica.runtime.bus.sessions
-            await eventually(lambda: all(b.client_id in sessions for b in fleet), message="streams attached")
             seen = []
             async with CryptoStreamingCommandClient(server.target, server.operator_token, ack_timeout=3) as client:
                 outcome = await client.broadcast(selector([b.client_id for b in fleet]), build_pause("halt"),
@@ -84,8 +89,6 @@ async def test_send_command_fleet_flags_print_progress_a_table_and_the_summary()
         fleet = await bots(server, 2)
         silent = (await bots(server, 1, auto_ack=False))[0]
         try:
-            sessions = server.replica.runtime.bus.sessions
-            await eventually(lambda: all(b.client_id in sessions for b in fleet + [silent]))
             ids = ",".join(b.client_id for b in fleet)
             out, err = await asyncio.to_thread(send_command, server, "--clients", ids, "pause", "--reason", "cli")
             assert "2 results: 2 acked, 0 failed" in err
@@ -112,8 +115,6 @@ async def test_broadcast_metrics():
         fleet = await bots(server, 2)
         silent = (await bots(server, 1, auto_ack=False))[0]
         try:
-            sessions = server.replica.runtime.bus.sessions
-            await eventually(lambda: all(b.client_id in sessions for b in fleet + [silent]))
             calls = sample("crypto_broadcasts_total", selector="client_ids")
             acked = sample("crypto_broadcast_results_total", outcome="acked")
             timed_out = sample("crypto_broadcast_results_total", outcome="timed_out")
