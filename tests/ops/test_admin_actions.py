@@ -153,20 +153,27 @@ def test_live_column_is_unknown_without_redis_or_when_it_fails(monkeypatch):
 
 
 
+async def pause_from_admin(bots: list) -> tuple[str, str]:
+    """The admin's pause action on the bots' rows; the result page and the one broadcast_id every copy carries
+    (each bot has its copy by then). The bots are closed afterwards, whatever happens."""
+    try:
+        browser = await asyncio.to_thread(admin_browser)
+        page = await asyncio.to_thread(run_action, browser, "send_pause", *(bot.client_id for bot in bots))
+        for bot in bots:
+            await bot.wait_commands(1)
+    finally:
+        for bot in bots:
+            await bot.__aexit__()
+    [broadcast_id] = {bot.commands[0].command_id.split(":")[0] for bot in bots}  # one broadcast reached them all
+    return page, broadcast_id
+
+
 async def test_action_on_three_bots_is_one_broadcast_with_every_ack_and_the_summary(monkeypatch):
     async with running_server() as server:
         point_commands_at(monkeypatch, server.target, server.operator_token)
         bots = [await connected_bot(server) for _ in range(3)]
-        try:
-            before = await CommandRecord.objects.filter(kind="broadcast").acount()
-            browser = await asyncio.to_thread(admin_browser)
-            page = await asyncio.to_thread(run_action, browser, "send_pause", *(bot.client_id for bot in bots))
-            for bot in bots:
-                await bot.wait_commands(1)
-        finally:
-            for bot in bots:
-                await bot.__aexit__()
-    [broadcast_id] = {bot.commands[0].command_id.split(":")[0] for bot in bots}  # one broadcast reached all three
+        before = await CommandRecord.objects.filter(kind="broadcast").acount()
+        page, broadcast_id = await pause_from_admin(bots)
     for bot in bots:
         assert bot.commands[0].command_id == f"{broadcast_id}:{bot.client_id}"
         assert f"{bot.client_id}: pause acked: done (status CLIENT_STATUS_ACTIVE, command {broadcast_id}:" in page
@@ -192,17 +199,9 @@ async def test_action_on_bots_of_three_replicas_is_one_broadcast_through_one_of_
         await eventually(all_leased, message="three live leases")
         point_commands_at(monkeypatch, a.target, a.operator_token)
         bots = [await connected_bot(server) for server in (a, b, c)]
-        try:
-            for bot in bots:
-                await owned_in_redis(redis_server.url, bot.client_id)
-            browser = await asyncio.to_thread(admin_browser)
-            page = await asyncio.to_thread(run_action, browser, "send_pause", *(bot.client_id for bot in bots))
-            for bot in bots:
-                await bot.wait_commands(1)
-        finally:
-            for bot in bots:
-                await bot.__aexit__()
-    [broadcast_id] = {bot.commands[0].command_id.split(":")[0] for bot in bots}
+        for bot in bots:
+            await owned_in_redis(redis_server.url, bot.client_id)
+        page, broadcast_id = await pause_from_admin(bots)
     assert f"pause broadcast {broadcast_id}: targeted 3, acked 3, failed 0" in page
     for bot in bots:
         assert f"{bot.client_id}: pause acked: done (status CLIENT_STATUS_ACTIVE, command {broadcast_id}:" in page
