@@ -175,7 +175,7 @@ UPKEEP = ("PING", "CLIENT", "HELLO", "INFO")  # connection chatter and the harne
 
 class RoundTrips:
     """The commands clients send to Redis (MONITOR; not those a script runs) while the block runs, less
-    connection chatter and the replicas' lease beats: `with RoundTrips(url) as seen: ...`, then seen.calls."""
+    connection chatter and the replicas' lease beats: `async with RoundTrips(url) as watch: ...`, then watch.calls."""
 
     def __init__(self, url: str) -> None:
         self.url = url
