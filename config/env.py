@@ -109,15 +109,6 @@ def read_fields(cls: type, env: Mapping[str, str], env_names: Mapping[str, str],
     return {name: getattr(settings, name) for name in settings.model_fields_set}
 
 
-def read(env: Mapping[str, str], name: str, kind: type[T], default: T, *, blank_is_unset: bool = False,
-         minimum: float | None = None) -> T:
-    """The variable `name` as kind, or default when unset (or blank, with blank_is_unset)."""
-    raw = env.get(name)
-    if raw is None or (blank_is_unset and raw == ""):
-        return default
-    return parse(name, raw, kind, minimum)
-
-
 def split_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
