@@ -174,11 +174,11 @@ class CommandJournal:
         caller cancelled is recorded failed, with the counts known by then and counts["ending"] "cancelled"."""
         label = ("*" if selector.get("all_connected") else f"type:{selector['client_type']}"
                  if selector.get("client_type") else f"ids:{len(selector.get('client_ids', []))}")
-        failed = counts.get("failed", 0) or counts.get("ending") == "cancelled"
+        acked = not counts.get("failed") and counts.get("ending") != "cancelled"  # every bot acked, all of it ran
         self._put(broadcast_id, {
             "client_id": label[:128], "kind": "broadcast", "sent_by": sent_by, "accepted_by": replica,
             "wait_for_ack": True, "payload": {"selector": selector, "command": payload["command"], "counts": counts},
-            "outcome": CommandOutcome.ACKED if not failed else CommandOutcome.FAILED, "ack_success": not failed,
+            "outcome": CommandOutcome.ACKED if acked else CommandOutcome.FAILED, "ack_success": acked,
             "ack_message": " ".join(f"{k}={v}" for k, v in counts.items() if isinstance(v, int)),
             "accepted_at": accepted_at, "finished_at": finished_at})
 
