@@ -38,11 +38,12 @@ async def count_rows(url: str, client_prefix: str, tables: Sequence[str] = TABLE
 
 def _store_keys_sync(url: str, keys: Sequence[tuple[str, str]]) -> None:
     """ClientApiKey rows (client_id, key): the hash and prefix the service looks a presented key up by."""
-    import hashlib
     from datetime import UTC, datetime
 
+    from apps.crypto.grpc.services.auth import hash_key, key_prefix  # the service's own rule (no Django needed)
+
     now = datetime.now(UTC).isoformat()
-    rows = [(client_id, hashlib.sha256(key.encode()).hexdigest(), key[:10], now, False) for client_id, key in keys]
+    rows = [(client_id, hash_key(key), key_prefix(key), now, False) for client_id, key in keys]
     sql = ("INSERT INTO crypto_clientapikey (client_id, key_hash, prefix, created_at, revoked) "
            "VALUES (%s, %s, %s, %s, %s)")
     if url.startswith("sqlite:///"):
