@@ -9,7 +9,7 @@ from django_cfg.core.types.enums import EnvironmentMode, StartupInfoMode
 from django_cfg.models import AnalyticsConfig, StorageConfig
 
 from config.env import BASE_DIR, DEFAULT_ALLOWED_HOSTS, ENV, django_secret_key
-from config.logging import build_logging
+from config.logging import build_logging, lean_records
 
 # django-cfg would otherwise mirror every DEBUG line into an ever-growing /tmp/djangocfg/debug.log.
 os.environ.setdefault("DJANGO_LOG_TO_TMP", "false")
@@ -125,6 +125,7 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "config.static.CollectedOrFou
 WHITENOISE_USE_FINDERS = True
 
 LOGGING = build_logging(ENV.log_format, ENV.log_level, ENV.replica_id)
+lean_records()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_ROOT = str(BASE_DIR / "staticfiles")
 # django-cfg's own defaults, not this project's: its file cache path and its accounts model.

@@ -38,6 +38,21 @@ def test_ordinary_values_read_as_before():
         assert render(rec).text == rec.getMessage()
 
 
+def test_simple_formats_render_as_the_general_path():
+    """The bare-%s fast path (nearly every call site) gives the same text and fields as the general one."""
+    from config.logging import _fill, _plan
+
+    odd = ["bot-1", "m 1", 'say "hi"', "a=b", "tab\there", "new\nline", "", "back\\slash", "\x07bell", "ünï"]
+    for values in [(v, v) for v in odd] + [(3, None), (True, 2.5), (b"raw", ("t", 1)), ([1, 2], {"k": "v"})]:
+        for msg in ("command.executed client_id=%s command_id=%s", "plain %s and %s", "x.y a=%s b=%s"):
+            plan = _plan(msg, True)
+            assert plan.simple
+            rec = record(msg, *values)
+            assert render(rec) == _fill(plan, rec.args), (msg, values)
+            assert render(rec, with_fields=False).text == render(rec).text
+    assert not _plan("x.y a=%r b=%d", True).simple and not _plan("x.y address=%s:%s", True).simple
+
+
 def test_json_lines_carry_replica_event_and_keys():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "command.sent client_id=%s command_id=%s",
                                ("c1", "k1"), None)
