@@ -32,6 +32,7 @@ class Options:
     memory_transports: tuple[str, ...] = ("default", "ph2_server")  # "default" or a GRPC_EXPERIMENTS value
     load_concurrency: int = 8  # background commands in flight during failover / rollout
     profile: bool = False
+    profile_native: bool = False  # py-spy --native: C frames too
     replica_env: tuple[tuple[str, str], ...] = ()
     redis_url: str = ""  # external Redis / redis+cluster:// seeds; "" = a local redis-server per cluster
     client_steps: tuple[int, ...] = (3000,)  # upkeep: idle bots, grown step by step

@@ -14,6 +14,7 @@ from .procs import guarded
 
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 PROJECT_MARKERS = ("apps/", "config/")
+RATE = 100  # samples per second
 # Leaf frames that mean "waiting", not "working": dropped so percentages are of busy samples.
 IDLE_LEAVES = {("EpollSelector.select", "selectors.py"), ("Condition.wait", "threading.py"),
                ("_worker", "concurrent/futures/thread.py"), ("Thread.run", "threading.py")}
@@ -24,13 +25,16 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def start(pid: int, out: Path, seconds: float, rate: int = 100) -> subprocess.Popen[bytes] | None:
-    """py-spy record in collapsed-stack format (loadable in speedscope); None when py-spy is missing."""
+def start(pid: int, out: Path, seconds: float, rate: int = RATE, native: bool = False
+          ) -> subprocess.Popen[bytes] | None:
+    """py-spy record in collapsed-stack format (loadable in speedscope); None when py-spy is missing.
+    `native` adds C frames (gRPC's core and Cython), which shows what the Python frames only call;
+    py-spy then pauses the process for each sample (it cannot read native stacks without blocking)."""
     binary = py_spy()
     if binary is None:
         return None
     args = [binary, "record", "--pid", str(pid), "--rate", str(rate), "--duration", str(int(seconds)),
-            "--format", "raw", "--nonblocking", "--output", str(out)]
+            "--format", "raw", "--output", str(out)] + (["--native"] if native else ["--nonblocking"])
     return subprocess.Popen(guarded(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -67,6 +67,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--load-concurrency", type=int, default=8, help="commands in flight during failover/rollout")
     p.add_argument("--fleet-channels", type=int, default=4, help="load generator channels per replica")
     p.add_argument("--profile", action="store_true", help="latency: py-spy a replica during an extra same and cross step; ingest: py-spy round 0 of off and receipts; broadcast: py-spy two replicas and the load generator")
+    p.add_argument("--profile-native", action="store_true", help="with --profile: sample C frames too (py-spy --native)")
     p.add_argument("--plot", default=str(ROOT / "docs" / "latency.png"), help="latency plot path ('' = none)")
     p.add_argument("--budget", type=float, default=900.0, help="hard time limit per scenario, seconds")
     p.add_argument("--redis-url", default="",
@@ -96,7 +97,7 @@ def options(args: argparse.Namespace) -> Options:
                    ingest_clients=args.ingest_clients, ingest_messages=args.ingest_messages,
                    ingest_seconds=args.ingest_seconds,
                    memory_steps=args.memory_steps, memory_transports=args.memory_transports,
-                   load_concurrency=args.load_concurrency, profile=args.profile,
+                   load_concurrency=args.load_concurrency, profile=args.profile or args.profile_native, profile_native=args.profile_native,
                    replica_env=tuple(args.env), redis_url=args.redis_url,
                    client_steps=args.clients or (3000,), upkeep_window=args.upkeep_window,
                    upkeep_settle=args.upkeep_settle, fleet_bots=args.fleet_bots)

@@ -107,9 +107,10 @@ def step_row(mode: str, concurrency: int, endings: list[Ending], wall: float, cp
 
 
 async def profile_step(ctx: Context, commands: Commands, plan: Plan, replica: Replica,
-                       seconds: float, mode: str = "cross") -> dict[str, Any]:
-    out = ctx.scratch("latency") / f"profile-{replica.name}-{mode}.txt"
-    spy = profiling.start(replica.pid, out, seconds + 1)
+                       seconds: float, mode: str = "cross", system: str = "product") -> dict[str, Any]:
+    """py-spy one replica (or bare relay) through a step; busy_ms_per_cmd compares the two sides."""
+    out = ctx.scratch("latency") / f"profile-{system}-{replica.name}-{mode}.txt"
+    spy = profiling.start(replica.pid, out, seconds + 1, native=ctx.options.profile_native)
     if spy is None:
         return {"error": "py-spy is not installed (pip install py-spy)"}
     await asyncio.sleep(0.5)
@@ -117,12 +118,13 @@ async def profile_step(ctx: Context, commands: Commands, plan: Plan, replica: Re
     await asyncio.to_thread(profiling.finish, spy)
     if not out.exists():
         return {"error": "py-spy wrote no profile (ptrace not permitted?)"}
-    kept = ctx.results_dir / f"latency-profile-{mode}-{ctx.stamp}.txt"
+    kept = ctx.results_dir / f"latency-profile-{system}-{mode}-{ctx.stamp}.txt"
     kept.write_bytes(out.read_bytes())
     acked = sum(1 for e in endings if e.acked)
-    return {"replica": replica.name, "mode": mode, "concurrency": PROFILE_CONCURRENCY,
+    found = profiling.summarize(out)
+    return {"system": system, "replica": replica.name, "mode": mode, "concurrency": PROFILE_CONCURRENCY,
             "acked_per_s_while_profiled": round(acked / wall, 1), "collapsed_stacks": str(kept),
-            **profiling.summarize(out)}
+            "busy_ms_per_cmd": round(found["busy_samples"] * 1000 / profiling.RATE / max(1, acked), 3), **found}
 
 
 async def measure(commands: Commands, plan: Plan, mode: str, concurrency: int, seconds: float, cpu: CpuMeter,
@@ -202,8 +204,12 @@ async def run(ctx: Context) -> dict[str, Any]:
                             ctx.log(f"latency: {mode} c={concurrency}: p50 {rows[-1]['p50_ms']} ms "
                                     f"(relay {bare_rows[-1]['p50_ms']}), {rows[-1]['acked_per_s']} acked/s "
                                     f"(relay {bare_rows[-1]['acked_per_s']})")
-                    profile = {mode: await profile_step(ctx, commands, plan, c.live[0], max(8.0, opts.duration), mode)
-                               for mode in ("same", "cross")} if opts.profile else None
+                    profile = {f"{system}-{mode}": await profile_step(ctx, commands, chosen, where,
+                                                                      max(8.0, opts.duration), mode, system)
+                               for mode in ("same", "cross")
+                               for system, chosen, where in (("product", plan, c.live[0]),
+                                                             ("bare relay", bare_plan, bare[0]))
+                               } if opts.profile else None
                 finally:
                     await commands.close()
                     await redis.aclose()
@@ -296,8 +302,8 @@ def assemble(ctx: Context, rows: list[dict[str, Any]], bare_rows: list[dict[str,
         if "self" not in found:
             continue
         text += "\n\n" + table(found["self"][:12], ["where", "samples", "pct"],
-                               f"py-spy, replica {found['replica']} ({found['mode']}, c={found['concurrency']}): "
-                               "self time")
+                               f"py-spy, {found['system']} {found['replica']} ({found['mode']}, "
+                               f"c={found['concurrency']}, {found['busy_ms_per_cmd']} busy ms per command): self time")
         text += "\n\n" + table(found["packages"][:10], ["where", "samples", "pct"], "self time by package")
         text += "\n\n" + table(found["project_inclusive"][:15], ["where", "samples", "pct"],
                                "project functions, inclusive (apps/, config/)")
