@@ -18,7 +18,8 @@ from apps.crypto.grpc.services.commands import (
     outgoing,
     with_command_id,
 )
-from apps.crypto.grpc.services.commands.base import ack_deadline, bearer_metadata, client_error, named_result
+from apps.crypto.grpc.services.commands.base import (ack_deadline, bearer_metadata, client_error, fresh_id, named_result,
+                                                     stamp)
 
 KINDS = ["pause", "resume", "ping", "sync_wallets", "request_status"]
 
@@ -134,3 +135,18 @@ def test_errors_get_a_hint_and_keep_the_server_details() -> None:
     assert "3.5s" in deadline.details
     other = client_error(FakeRpcError(grpc.StatusCode.INTERNAL, "boom"), "h:1", 1.0)
     assert other.details == "boom"
+
+
+def test_fresh_ids_are_uuid4_hex_and_stamps_are_now() -> None:
+    import time
+    import uuid
+
+    ids = {fresh_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for value in ids:
+        parsed = uuid.UUID(hex=value)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, value)
+    before = time.time_ns()
+    command = stamp(pb2.DjangoCommand(ping=pb2.PingCommand()))
+    assert before <= command.timestamp.ToNanoseconds() <= time.time_ns()
+    assert len(command.command_id) == 32

@@ -9,7 +9,8 @@ id before sending asks with_command_id() for a copy carrying a fresh one.
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
@@ -66,10 +67,18 @@ def stamp(command: CommandT, *, command_id: bool = True, timestamp: bool = True)
     The one definition of how a command is named and dated, shared by the clients and the server.
     """
     if command_id and not command.command_id:
-        command.command_id = uuid.uuid4().hex
+        command.command_id = fresh_id()
     if timestamp and not command.HasField("timestamp"):
-        command.timestamp.GetCurrentTime()
+        command.timestamp.FromNanoseconds(time.time_ns())  # GetCurrentTime goes through a datetime: 4x the cost
     return command
+
+
+def fresh_id() -> str:
+    """uuid.uuid4().hex without building a UUID object (a third of the cost): 122 random bits, version 4."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 def outgoing(command: CommandT) -> CommandT:
