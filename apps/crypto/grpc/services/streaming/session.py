@@ -135,7 +135,9 @@ class StreamSession:
     def _wake_writer(self) -> None:
         if self._writer is None and self._start_writer is not None and self._queue and not self.closed:
             assert self._sink is not None
-            self._writer = self._start_writer(self, self._sink)
+            writer = self._start_writer(self, self._sink)
+            if not writer.done():  # an eager writer that ended at once has called writer_done() already
+                self._writer = writer
 
     def admit(self, rate: int, now: float) -> bool:
         """Take one token of a bucket that refills `rate` per second up to a burst of 2 * rate (0: no limit)."""

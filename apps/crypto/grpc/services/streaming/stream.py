@@ -200,7 +200,7 @@ class ConnectFlow:
             session.close(rate_limited(self.port.config.max_messages_per_second))
             return
         kind = message.WhichOneof("payload") or "empty"
-        metrics.MESSAGES_IN.labels(kind).inc()
+        metrics.child(metrics.MESSAGES_IN, kind).inc()
         session.touch(heartbeat=kind == "heartbeat")
         if kind == "register":  # from this message on (it included), the bot's messages are receipted
             session.wants_receipts = message.register.wants_receipts
@@ -225,8 +225,11 @@ class ConnectFlow:
     def _start_writer(self, session: StreamSession, context: grpc.aio.ServicerContext) -> asyncio.Task[None]:
         """A writer task for a session whose queue just got a command; it exits once the queue is empty,
         so an idle stream has no writer task. Not a TaskOwner task: it is part of its stream, which
-        awaits it in _finish, and session.close() cancels it."""
-        return asyncio.get_running_loop().create_task(self._write(session, context))
+        awaits it in _finish, and session.close() cancels it.
+
+        Started eagerly: the write begins inside offer(), not one loop iteration later (one callback
+        less per command, and the command is on the wire sooner)."""
+        return asyncio.Task(self._write(session, context), loop=asyncio.get_running_loop(), eager_start=True)
 
     async def _write(self, session: StreamSession, context: grpc.aio.ServicerContext) -> None:
         try:
