@@ -43,14 +43,24 @@ DELIVERED_KEPT = 10_000  # command_ids delivered from the bus lately, so a repea
 RATE_SPAN = 60  # seconds over which a listing reports this replica's commands per second
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
-    """A command this replica accepted and waits on."""
+    """A command this replica accepted and waits on.
+
+    `events` (delivery confirmations) is made on first use: a command put into a local stream is
+    confirmed at once and never needs it."""
 
     client_id: str
-    events: asyncio.Queue[m.Envelope] = field(default_factory=asyncio.Queue)
     ack: asyncio.Future[common_pb2.CommandAck] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
+    confirmed: bool = False  # delivery is known: an ack need not confirm it again
+    _events: asyncio.Queue[m.Envelope] | None = None
+
+    @property
+    def events(self) -> asyncio.Queue[m.Envelope]:
+        if self._events is None:
+            self._events = asyncio.Queue()
+        return self._events
 
 
 class CommandBus:
@@ -184,6 +194,7 @@ class CommandBus:
         while time.monotonic() < deadline:
             session = self.sessions.get(client_id)
             if session is not None and self._offer(session, command, self.me if wait_ack else ""):
+                pending.confirmed = True
                 return Delivery(True, routed_to=self.me)
             raw = raw or m.encode(m.Envelope(Kind.COMMAND, client_id=client_id, command_id=command.command_id,
                                              reply_to=self.me, body=command.SerializeToString(), wait_ack=wait_ack))
@@ -408,7 +419,8 @@ class CommandBus:
                 self.on_late_ack(ack)
             return
         pending.ack.set_result(ack)
-        pending.events.put_nowait(m.Envelope(Kind.ACK, command_id=ack.command_id, sender=sender))
+        if not pending.confirmed:
+            pending.events.put_nowait(m.Envelope(Kind.ACK, command_id=ack.command_id, sender=sender))
 
     async def _reply(self, replica_id: str, envelope: m.Envelope) -> None:
         """Answer a replica; our own answers skip Redis."""
