@@ -78,3 +78,14 @@ async def test_metrics_follow_a_scripted_scenario():
     assert delta("crypto_bus_commands_routed_total") >= 1
     assert ("crypto_centrifugo_published_total", ()) in after or ("crypto_centrifugo_published", ()) in after
     assert not [key for key in after if any(k in ("client_id", "command_id") for k, _ in key[1])]
+
+
+def test_child_is_the_labelled_metric_looked_up_once():
+    from apps.crypto.grpc.services import metrics as m
+
+    counted = m.child(m.COMMANDS, "execute", "ping", "acked")
+    assert counted is m.COMMANDS.labels("execute", "ping", "acked") is m.child(m.COMMANDS, "execute", "ping", "acked")
+    before = counted._value.get()
+    m.child(m.COMMANDS, "execute", "ping", "acked").inc()
+    assert m.COMMANDS.labels("execute", "ping", "acked")._value.get() == before + 1
+    assert m.child(m.ACK_LATENCY, "same") is m.ACK_LATENCY.labels("same")

@@ -47,8 +47,8 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
         operator, command = await self._accept(request, context, wait=False)
         delivery = await self.rt.bus.send(request.client_id, command, self._timeout(context, self.rt.config.send_timeout))
         self.rt.journal.delivery(command.command_id, delivery)
-        metrics.COMMANDS.labels("send", command.WhichOneof("command"),
-                                "delivered" if delivery.delivered else "not_delivered").inc()
+        metrics.child(metrics.COMMANDS, "send", command.WhichOneof("command"),
+                      "delivered" if delivery.delivered else "not_delivered").inc()
         logger.info("command.sent client_id=%s command_id=%s operator=%s delivered=%s", request.client_id,
                     command.command_id, operator, delivery.delivered)
         return pb2.SendCommandResponse(success=delivery.delivered, error=delivery.error, command_id=command.command_id)
@@ -122,10 +122,10 @@ class CryptoStreamingService(pb2_grpc.CryptoStreamingServiceServicer):
 
     def _observe(self, command: pb2.DjangoCommand, answer: Answer, elapsed: float) -> None:
         outcome = ack_outcome(answer.ack.success, answer.timed_out)
-        metrics.COMMANDS.labels("execute", command.WhichOneof("command"), outcome.value).inc()
+        metrics.child(metrics.COMMANDS, "execute", command.WhichOneof("command"), outcome.value).inc()
         if answer.from_stream:
             route = "same" if answer.delivery.routed_to == self.rt.replica_id else "cross"
-            metrics.ACK_LATENCY.labels(route).observe(elapsed)
+            metrics.child(metrics.ACK_LATENCY, route).observe(elapsed)
 
     async def _accept(self, request: pb2.SendCommandRequest, context: grpc.aio.ServicerContext,
                       wait: bool) -> tuple[str, pb2.DjangoCommand]:
