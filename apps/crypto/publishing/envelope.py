@@ -64,14 +64,17 @@ def build_envelope(
         name = message.WhichOneof("payload")
         type_, message_id = name or EMPTY_PAYLOAD_TYPE, message.message_id
         payload = message_to_dict(getattr(message, name)) if name else {}
+        stamp = None
     else:
         type_, message_id, payload = kind.value, message.command_id, message_to_dict(message)
-    ts = message.timestamp if message.HasField("timestamp") else None
+        stamp = payload.get("timestamp")  # the payload is the whole message: its timestamp is formatted already
+    if stamp is None:
+        stamp = iso_timestamp(message.timestamp if message.HasField("timestamp") else None, received_at)
     return {
         "type": type_,
         "client_id": client_id,
         "message_id": message_id,
-        "timestamp": iso_timestamp(ts, received_at),
+        "timestamp": stamp,
         "replica": replica,
         "seq": seq,
         "payload": payload,

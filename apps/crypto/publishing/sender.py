@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import random
 import secrets
@@ -33,15 +32,12 @@ from .envelope import Kind, build_envelope, channels_for, envelope_type, idempot
 from .queue import DropOldestQueue
 from .retry import Outcome, backoff_delay, classify_channel_codes, classify_error
 from .throttle import LogThrottle
-from .wire import batch_payload, broadcast_command, parse_batch_reply
+from .wire import batch_payload, broadcast_command, encode_json, parse_batch_reply
 
 logger = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10.0  # seconds between repeated drop / failure lines of the same reason
 CHANNEL_CACHE_SIZE = 10_000  # client ids whose channel names are kept; cleared when full
-# Request bodies are fresh trees (no cycles), so the encoder's cycle check is pure cost (~20% of it).
-# Same output as json.dumps, which aiohttp uses by default.
-_ENCODE_JSON = json.JSONEncoder(check_circular=False).encode
 _BREAKER_LOG: dict[BreakerState, tuple[int, str]] = {
     BreakerState.OPEN: (logging.WARNING, "centrifugo.breaker_open"),
     BreakerState.HALF_OPEN: (logging.INFO, "centrifugo.breaker_half_open"),
@@ -135,13 +131,14 @@ class CentrifugoPublisher:
             logger.warning("centrifugo.publish_invalid kind=%s client_id=%s", kind.value, client_id, exc_info=True)
             self._drop(1, "invalid_message")
             return
-        self._hand_over(item)
+        if self._loop_thread == threading.get_ident() or self._loop is None:
+            self._put(item)
+        else:
+            self._hand_over(item)
 
     def _hand_over(self, item: _Pending) -> None:
         loop = self._loop
-        if loop is None or threading.get_ident() == self._loop_thread:
-            self._put(item)
-            return
+        assert loop is not None
         try:
             loop.call_soon_threadsafe(self._put, item)  # the queue belongs to the loop thread
         except RuntimeError:  # that loop is closed: the replica is shutting down
@@ -168,7 +165,7 @@ class CentrifugoPublisher:
         self._loop_thread = threading.get_ident()
         self._session = AiohttpSession(
             self._config.api_url, timeout=self._config.request_timeout,
-            session=ClientSession(json_serialize=_ENCODE_JSON),
+            session=ClientSession(json_serialize=encode_json),
         )
         self._task = self._spawn(self._run(), "centrifugo-publisher")
         logger.info(
