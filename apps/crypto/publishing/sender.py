@@ -22,7 +22,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import ClientSession
 from cent.client.session import AiohttpSession
 
 from .base import PublisherStats, Spawn
@@ -32,7 +31,7 @@ from .envelope import Kind, build_envelope, channels_for, envelope_type, idempot
 from .queue import DropOldestQueue
 from .retry import Outcome, backoff_delay, classify_channel_codes, classify_error
 from .throttle import LogThrottle
-from .wire import batch_payload, broadcast_command, encode_json, parse_batch_reply
+from .wire import batch_payload, broadcast_command, parse_batch_reply
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +162,7 @@ class CentrifugoPublisher:
             raise RuntimeError("publisher was closed; build a new one")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._session = AiohttpSession(
-            self._config.api_url, timeout=self._config.request_timeout,
-            session=ClientSession(json_serialize=encode_json),
-        )
+        self._session = AiohttpSession(self._config.api_url, timeout=self._config.request_timeout)
         self._task = self._spawn(self._run(), "centrifugo-publisher")
         logger.info(
             "centrifugo.publisher_started url=%s replica=%s queue_size=%d batch_size=%d",

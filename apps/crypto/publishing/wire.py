@@ -17,10 +17,6 @@ from cent.exceptions import CentDecodeError
 
 MISSING_REPLY_CODE = 100  # a reply we did not get is treated like Centrifugo's temporary internal error
 
-# The request body encoder: json.dumps' output (what aiohttp uses by default) without its cycle
-# check, which is ~20% of encoding a batch and cannot fire on the fresh trees built here.
-encode_json = json.JSONEncoder(check_circular=False).encode
-
 
 def broadcast_command(channels: Sequence[str], data: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
     """One publication to several channels, as a batch command."""
