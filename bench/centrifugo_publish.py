@@ -1,6 +1,6 @@
 """What does publishing cost a stream? publish_client_message with publishing on vs off.
 
-    python bench/centrifugo_publish.py [--count 100000] [--chunk 1000] [--repeat 3]
+    python bench/centrifugo_publish.py [--count 100000] [--chunk 1000] [--repeat 3] [--messages command]
 
 The publisher runs on this process's event loop, as in a replica; the fake Centrifugo runs in a
 child process so its work does not count against the publisher.
@@ -13,6 +13,11 @@ Scenarios:
   on-hung   the fake never answers: the queue is full and every call evicts the oldest.
   sender    CPU the sender task spends per publication on the loop (envelope + JSON encode of
             a batch), measured without any network: the stall one batch imposes on streams.
+  cpu       like `on` without the ticker: the whole process's CPU (publish calls, sender task,
+            aiohttp, reply parsing) per delivered publication, i.e. what publishing costs a replica.
+--messages wallet publishes WalletUpdate client messages; --messages command publishes what one
+operator command costs: the DjangoCommand (publish_command) and the bot's CommandAck client message.
+Times are CPU time (thread or process), so other work on a shared machine inflates them less.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from google.protobuf.message import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +49,8 @@ from apps.crypto.publishing import (  # noqa: E402
 )
 from apps.crypto.publishing.envelope import Kind, build_envelope, channels_for  # noqa: E402
 from apps.crypto.publishing.wire import batch_payload, broadcast_command  # noqa: E402
+
+Publication = tuple[Kind, str, Message]  # what to publish: kind, client id, message
 
 
 @dataclass(frozen=True)
@@ -91,27 +100,46 @@ class FakeProcess:
         await self._process.stdin.drain()
 
 
-def sample_messages(count: int) -> list[pb.ClientMessage]:
-    messages = []
+def wallet_updates(count: int) -> list[Publication]:
+    messages: list[Publication] = []
     for n in range(count):
         message = pb.ClientMessage(client_id=f"bot-{n % 50}", message_id=f"m-{n}")
         message.timestamp.GetCurrentTime()
         update = message.wallet_update
         update.wallet_id, update.symbol = f"w-{n % 7}", "BTC"
         update.balance_available, update.balance_locked = "0.12345678", "1.00000000"
-        messages.append(message)
+        messages.append((Kind.CLIENT_MESSAGE, message.client_id, message))
     return messages
 
 
-async def publish_chunks(publisher: Publisher, messages: list[pb.ClientMessage], chunk: int, drain: bool) -> float:
-    """Seconds spent inside publish calls only; between chunks the loop runs (and optionally drains)."""
+def commands_and_acks(count: int) -> list[Publication]:
+    """What one operator command publishes: the command as written to the bot, then the bot's ack."""
+    messages: list[Publication] = []
+    for n in range(count // 2):
+        client_id = f"bot-{n % 50}"
+        command = pb.DjangoCommand(command_id=f"cmd-{n:08d}-5f0e2c1a", ping=pb.PingCommand(sequence=n))
+        command.timestamp.GetCurrentTime()
+        reply = pb.ClientMessage(client_id=client_id, message_id=f"m-{n}")
+        reply.timestamp.GetCurrentTime()
+        ack = reply.command_ack
+        ack.command_id, ack.success, ack.message, ack.current_status = command.command_id, True, "pong", 1
+        ack.timestamp.GetCurrentTime()
+        messages += [(Kind.COMMAND, client_id, command), (Kind.CLIENT_MESSAGE, client_id, reply)]
+    return messages
+
+
+async def publish_chunks(publisher: Publisher, messages: list[Publication], chunk: int, drain: bool) -> float:
+    """CPU seconds spent inside publish calls only; between chunks the loop runs (and optionally drains)."""
     spent = 0.0
-    publish = publisher.publish_client_message
+    publish: dict[Kind, Callable[[str, Message], None]] = {
+        Kind.CLIENT_MESSAGE: publisher.publish_client_message, Kind.COMMAND: publisher.publish_command,
+        Kind.ACK: publisher.publish_ack,
+    }
     for start in range(0, len(messages), chunk):
-        began = time.perf_counter()
-        for message in messages[start:start + chunk]:
-            publish(message.client_id, message)
-        spent += time.perf_counter() - began
+        began = time.thread_time()
+        for kind, client_id, message in messages[start:start + chunk]:
+            publish[kind](client_id, message)
+        spent += time.thread_time() - began
         await asyncio.sleep(0)
         while drain and publisher.stats().queued:
             await asyncio.sleep(0.001)
@@ -142,12 +170,12 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-async def run_off(messages: list[pb.ClientMessage], chunk: int) -> Result:
+async def run_off(messages: list[Publication], chunk: int) -> Result:
     spent = await publish_chunks(NullPublisher(), messages, chunk, drain=False)
     return Result("off (NullPublisher)", len(messages), spent)
 
 
-async def run_on(messages: list[pb.ClientMessage], chunk: int) -> Result:
+async def run_on(messages: list[Publication], chunk: int) -> Result:
     async with FakeProcess() as server:
         publisher = CentrifugoPublisher(PublisherConfig(api_url=server.url, api_key=server.API_KEY), "bench")
         await publisher.start()
@@ -163,7 +191,7 @@ async def run_on(messages: list[pb.ClientMessage], chunk: int) -> Result:
     return Result("on (fake Centrifugo)", len(messages), spent, stats.published / elapsed, stalls, stats)
 
 
-async def run_hung(messages: list[pb.ClientMessage], chunk: int) -> Result:
+async def run_hung(messages: list[Publication], chunk: int) -> Result:
     async with FakeProcess() as server:
         await server.send("slow 3600")
         config = PublisherConfig(api_url=server.url, api_key=server.API_KEY, close_timeout=0.1)
@@ -176,19 +204,34 @@ async def run_hung(messages: list[pb.ClientMessage], chunk: int) -> Result:
     return Result("on-hung (queue full, drop-oldest)", len(messages), spent, stats=stats)
 
 
-async def run_sender_cpu(messages: list[pb.ClientMessage], chunk: int) -> Result:
-    """Envelope + channel names + batch JSON, per batch_size slice, as the sender does it."""
+async def run_sender_cpu(messages: list[Publication], chunk: int) -> Result:
+    """Envelope + channel names (cached per client, as the sender does) + batch JSON, per batch_size slice."""
     config = PublisherConfig()
-    began = time.perf_counter()
+    channels: dict[str, list[str]] = {}
+    began = time.thread_time()
     for start in range(0, len(messages), config.batch_size):
         commands = []
-        for seq, message in enumerate(messages[start:start + config.batch_size], start):
-            envelope = build_envelope(Kind.CLIENT_MESSAGE, message.client_id, message, replica="bench",
-                                      seq=seq, received_at=0.0)
-            channels = channels_for(message.client_id, config.channel_pattern, config.all_channel)
-            commands.append(broadcast_command(channels, envelope, f"bench:{seq}"))
-        json.dumps(batch_payload(commands))
-    return Result("sender cpu per publication", len(messages), time.perf_counter() - began)
+        for seq, (kind, client_id, message) in enumerate(messages[start:start + config.batch_size], start):
+            envelope = build_envelope(kind, client_id, message, replica="bench", seq=seq, received_at=0.0)
+            if client_id not in channels:
+                channels[client_id] = channels_for(client_id, config.channel_pattern, config.all_channel)
+            commands.append(broadcast_command(channels[client_id], envelope, f"bench:{seq}"))
+        json.dumps(batch_payload(commands))  # what aiohttp does with the sender's batch
+    return Result("sender cpu per publication", len(messages), time.thread_time() - began)
+
+
+async def run_cpu(messages: list[Publication], chunk: int) -> Result:
+    """Process CPU from the first publish until all are delivered, over the count: the replica's whole cost."""
+    async with FakeProcess() as server:
+        publisher = CentrifugoPublisher(PublisherConfig(api_url=server.url, api_key=server.API_KEY), "bench")
+        await publisher.start()
+        began = time.process_time()
+        await publish_chunks(publisher, messages, chunk, drain=True)
+        while publisher.stats().published + publisher.stats().failed < len(messages):
+            await asyncio.sleep(0.005)
+        spent = time.process_time() - began
+        await publisher.close()
+    return Result("cpu (whole process) per publication", len(messages), spent, stats=publisher.stats())
 
 
 def report(results: dict[str, list[Result]]) -> None:
@@ -208,12 +251,13 @@ async def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--messages", choices=("wallet", "command"), default="wallet")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    messages = sample_messages(args.count)
+    messages = (wallet_updates if args.messages == "wallet" else commands_and_acks)(args.count)
     results: dict[str, list[Result]] = {}
     for _ in range(args.repeat):
-        for scenario in (run_off, run_on, run_hung, run_sender_cpu):
+        for scenario in (run_off, run_on, run_hung, run_sender_cpu, run_cpu):
             result = await scenario(messages, args.chunk)
             results.setdefault(result.name, []).append(result)
     report(results)

@@ -3,7 +3,9 @@
 import asyncio
 import threading
 
-from apps.crypto.publishing import CentrifugoPublisher, Publisher
+import pytest
+
+from apps.crypto.publishing import CentrifugoPublisher, Publisher, sender
 from tests.support.fake_centrifugo import FakeCentrifugo
 
 from .conftest import MakePublisher
@@ -91,6 +93,18 @@ async def test_caller_may_reuse_its_message_after_publishing(
     message.wallet_update.symbol = "MUTATED"
     await eventually(lambda: publisher.stats().published == 1)
     assert fake.data_on("crypto:all")[0]["payload"]["symbol"] == "BTC"
+
+
+async def test_channel_names_cache_stays_bounded(
+    fake: FakeCentrifugo, make_publisher: MakePublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender, "CHANNEL_CACHE_SIZE", 2)
+    publisher = await make_publisher()
+    for n in range(5):
+        publisher.publish_client_message(f"bot-{n}", wallet_message(f"bot-{n}", n))
+    await eventually(lambda: publisher.stats().published == 5)
+    assert all(len(fake.data_on(f"crypto:bot-{n}:updates")) == 1 for n in range(5))
+    assert len(publisher._channels) <= 2
 
 
 async def test_messages_published_before_start_are_sent_after_start(

@@ -36,6 +36,7 @@ from .wire import batch_payload, broadcast_command, parse_batch_reply
 logger = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10.0  # seconds between repeated drop / failure lines of the same reason
+CHANNEL_CACHE_SIZE = 10_000  # client ids whose channel names are kept; cleared when full
 _BREAKER_LOG: dict[BreakerState, tuple[int, str]] = {
     BreakerState.OPEN: (logging.WARNING, "centrifugo.breaker_open"),
     BreakerState.HALF_OPEN: (logging.INFO, "centrifugo.breaker_half_open"),
@@ -85,6 +86,7 @@ class CentrifugoPublisher:
         self._accepting = True
         self._counts = {"published": 0, "failed": 0, "dropped": 0}
         self._inflight: list[_Pending] = []
+        self._channels: dict[str, list[str]] = {}
         self._auth_refused = False
         self._session: AiohttpSession | None = None
         self._spawn: Spawn = spawn or _create_task
@@ -128,13 +130,14 @@ class CentrifugoPublisher:
             logger.warning("centrifugo.publish_invalid kind=%s client_id=%s", kind.value, client_id, exc_info=True)
             self._drop(1, "invalid_message")
             return
-        self._hand_over(item)
+        if self._loop_thread == threading.get_ident() or self._loop is None:
+            self._put(item)
+        else:
+            self._hand_over(item)
 
     def _hand_over(self, item: _Pending) -> None:
         loop = self._loop
-        if loop is None or threading.get_ident() == self._loop_thread:
-            self._put(item)
-            return
+        assert loop is not None
         try:
             loop.call_soon_threadsafe(self._put, item)  # the queue belongs to the loop thread
         except RuntimeError:  # that loop is closed: the replica is shutting down
@@ -278,7 +281,12 @@ class CentrifugoPublisher:
             item.kind, item.client_id, item.message,
             replica=self._replica, seq=item.seq, received_at=item.received_at,
         )
-        channels = channels_for(item.client_id, self._config.channel_pattern, self._config.all_channel)
+        channels = self._channels.get(item.client_id)
+        if channels is None:
+            if len(self._channels) >= CHANNEL_CACHE_SIZE:
+                self._channels.clear()
+            channels = channels_for(item.client_id, self._config.channel_pattern, self._config.all_channel)
+            self._channels[item.client_id] = channels
         item.command = broadcast_command(channels, envelope, idempotency_key(self._replica, self._instance, item.seq))
         item.channels = len(channels)
         item.message = None  # the envelope holds everything now
@@ -288,8 +296,12 @@ class CentrifugoPublisher:
     def _settle(self, batch: list[_Pending], codes: Sequence[list[int | None]]) -> list[_Pending]:
         """Per-publication verdicts from the batch reply."""
         verdicts: dict[Outcome, list[_Pending]] = {Outcome.DELIVERED: [], Outcome.REJECT: [], Outcome.RETRY: []}
+        delivered = verdicts[Outcome.DELIVERED]
         for item, item_codes in zip(batch, codes, strict=True):
-            verdicts[classify_channel_codes(item_codes)].append(item)
+            if item_codes.count(None) == len(item_codes):  # the usual case, without classifying
+                delivered.append(item)
+            else:
+                verdicts[classify_channel_codes(item_codes)].append(item)
         self._publish_ok(verdicts[Outcome.DELIVERED])
         rejected_codes = [c for item_codes in codes for c in item_codes if c is not None]
         self._fail(verdicts[Outcome.REJECT], "rejected", codes=rejected_codes)
