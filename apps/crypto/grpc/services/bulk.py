@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
@@ -53,6 +54,12 @@ def _converter(field: Any, connection: BaseDatabaseWrapper) -> Callable[[Any], A
     if kind in PLAIN:
         plain, null = PLAIN[kind], field.null
         return lambda value: value if type(value) is plain or (value is None and null) else generic(value)
+    if kind == "DateTimeField" and connection.vendor == "sqlite" and settings.USE_TZ:
+        # SQLite's adapt_datetimefield_value of an aware datetime, without its per-value settings look-up
+        # (a LazyObject attribute access): the value in the connection's time zone, naive, as text.
+        tz = connection.timezone
+        return lambda value: (str(value.astimezone(tz).replace(tzinfo=None))
+                              if type(value) is datetime and value.utcoffset() is not None else generic(value))
     if kind == "DateTimeField":
         adapt_datetime = connection.ops.adapt_datetimefield_value
         return lambda value: (adapt_datetime(value) if type(value) is datetime and value.utcoffset() is not None
