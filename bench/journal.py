@@ -5,8 +5,8 @@ Drives a journal the way ExecuteCommandSync does (accepted, then delivery and ou
 (event-loop thread), the flush's part of the loop thread (grouping, thread handoffs; the loop thread's
 CPU less a run without a journal and less the calls) and the writer thread (everything else in the
 process: row preparation, SQL, commit). With `--old FILE` (a records.py of another commit, e.g. from
-`git show <commit>:apps/crypto/grpc/services/records.py`; `--old-bulk` its bulk.py) both are run, alternating, in one process so
-their ratio holds on a machine whose speed drifts.
+`git show <commit>:apps/crypto/grpc/services/records.py`; `--old-bulk` its bulk.py) both are run,
+alternating, in one process so their ratio holds on a machine whose speed drifts.
 
     DJANGO_ALLOW_DEV_SECRET_KEY=on .venv/bin/python -m bench.journal --old /tmp/records_old.py --rounds 3
     ... --database-url postgres://postgres@127.0.0.1:5432/crypto_bench   (a database that exists)
