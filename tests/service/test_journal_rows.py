@@ -165,3 +165,22 @@ def test_bulk_converts_datetimes_as_the_field_does():
     for value in (NOW, NOW.astimezone(timezone(timedelta(hours=5, minutes=30))), NOW.replace(microsecond=0),
                   datetime.fromtimestamp(AT, UTC), None):
         assert convert(value) == field.get_db_prep_save(value, connection), value
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_columns_are_what_the_fields_make_of_each_value():
+    """A column of plain values is passed as it is; any other value goes through its converter."""
+    columns = {"client_id": (("bot-a", "bot-b"), ("bot-a", 7), ("bot-a", None)),
+               "ack_success": ((True, None), (True, False), (1, None)),
+               "wait_for_ack": ((True, False), (True, None)),
+               "finished_at": ((NOW, None), (NOW, NOW.astimezone(timezone(timedelta(hours=-3)))))}
+    for name, cases in columns.items():
+        field = CommandRecord._meta.get_field(name)
+        for values in cases:
+            try:
+                expected = [field.get_db_prep_save(v, connection) for v in values]
+            except Exception as exc:  # what the field refuses, the column refuses too
+                with pytest.raises(type(exc)):
+                    list(bulk._column(field, bulk._connection(), values))
+                continue
+            assert list(bulk._column(field, bulk._connection(), values)) == expected, (name, values)

@@ -70,11 +70,21 @@ def _converter(field: Any, connection: BaseDatabaseWrapper) -> Callable[[Any], A
     return generic
 
 
+def _column(field: Any, connection: BaseDatabaseWrapper, values: tuple[Any, ...]) -> Sequence[Any]:
+    """One column's parameters. A column of plain values only (checked in C, by type) is kept as it is
+    instead of being converted value by value: what the converter would return for each of them."""
+    plain = PLAIN.get(field.get_internal_type())
+    if plain is not None and set(map(type, values)) <= ({plain, type(None)} if field.null else {plain}):
+        return values
+    return list(map(_converter(field, connection), values))
+
+
 def _execute_many(sql: str, fields: Sequence[Any], rows: Iterable[Sequence[Any]]) -> None:
+    """Converted column by column, then executed for every row."""
     connection = _connection()
-    convert = [_converter(f, connection) for f in fields]
-    params = [[c(v) for c, v in zip(convert, row)] for row in rows]
-    if params:
+    table = list(rows)
+    if table:
+        params = list(zip(*(_column(f, connection, values) for f, values in zip(fields, zip(*table)))))
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
 
