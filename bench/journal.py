@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--old", help="records.py to compare against")
     parser.add_argument("--old-bulk", help="the bulk.py that --old writes with (default: the current one)")
+    parser.add_argument("--only", choices=("old", "new"), help="run one journal (e.g. under strace -c -f)")
     parser.add_argument("--interval", type=float, help="the journals' flush interval (default: their own)")
     parser.add_argument("--database-url")
     parser.add_argument("--profile", help="cProfile the current journal's run into this file")
@@ -128,6 +129,8 @@ def main() -> None:
         kinds = {"old": old.CommandJournal, **kinds}
     print(f"{args.rate} commands/s, {args.seconds:g} s per run, µs of CPU per command "
           "(calls | flush on loop | writer thread | total)")
+    if args.only:
+        kinds = {args.only: kinds[args.only]}
     if args.interval is not None:
         kinds = {k: (lambda cls: lambda: cls(interval=args.interval))(cls) for k, cls in kinds.items()}
     for round_ in range(args.rounds):

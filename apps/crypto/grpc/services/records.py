@@ -100,10 +100,11 @@ class CommandJournal:
     """Buffers CommandRecord fields per command_id and writes them every `interval` seconds, or as soon as
     `batch` records wait, whichever comes first.
 
-    Why 0.25 s and not less: a write's fixed costs (the hand-off to the ORM thread and back, a transaction
-    and its commit, the statement) are shared by every record in it; at 1,000 commands/s a 0.05 s interval
-    cost about 1.6x the CPU per command (bench/journal.py). A record is still written well within a second
-    (trace_command and the admin already say a very recent command may not be written yet).
+    Why 0.25 s and not less: a write's fixed costs (the hand-off to the ORM thread and back, a transaction,
+    its commit rewriting the same hot pages of the table and its indexes) are shared by every record in it;
+    at 1,000 commands/s on SQLite a 0.05 s interval cost 1.5-2x the writer's CPU per command, 1 s saves
+    little more (bench/journal.py). A record is still written within a fraction of a second (trace_command
+    and the admin already say that a command sent a moment ago may not be written yet).
     """
 
     def __init__(self, limit: int = 50_000, interval: float = 0.25, batch: int = 500) -> None:
