@@ -265,7 +265,8 @@ class _Unsupported(Exception):
 
 
 def command_dict(command: Message) -> dict[str, Any]:
-    """MessageToDict(command, preserving_proto_field_name=True), the same dict, about 5x cheaper.
+    """MessageToDict(command, preserving_proto_field_name=True), the same dict, cheaper (a stamped ping:
+    6.6 -> 3.9 µs, most of the rest is the Timestamp's own ToJsonString).
 
     json_format walks the message in pure Python, about 15% of a journal write. This handles what
     commands are made of (strings, bools, 32-bit ints, nested messages, repeated ones, Timestamp) the
