@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from apps.crypto.grpc.generated import common_pb2
@@ -9,6 +10,7 @@ from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services.bus.outcomes import Delivery
 from apps.crypto.grpc.services.records import CommandJournal
 from apps.crypto.models import CommandRecord
+from tests.support.waiting import eventually
 
 
 def command() -> pb2.DjangoCommand:
@@ -67,3 +69,22 @@ async def test_full_buffer_drops_and_counts():
     await journal.close()
     assert await CommandRecord.objects.filter(command_id=first.command_id).aexists()
     assert not await CommandRecord.objects.filter(command_id=second.command_id).aexists()
+
+
+async def test_a_full_batch_is_written_without_waiting_for_the_interval():
+    journal = CommandJournal(interval=3600, batch=3)
+    journal.start(lambda coro, name: asyncio.get_running_loop().create_task(coro, name=name))
+    sent = [command() for _ in range(3)]
+    try:
+        for cmd in sent[:2]:
+            journal.accepted("bot-j", cmd, "", "r1", wait=False)
+        await asyncio.sleep(0.1)
+        assert not await CommandRecord.objects.filter(command_id=sent[0].command_id).aexists()
+        journal.accepted("bot-j", sent[2], "", "r1", wait=False)
+
+        async def written() -> bool:
+            return await CommandRecord.objects.filter(command_id__in=[c.command_id for c in sent]).acount() == 3
+
+        await eventually(written, timeout=5, message="the batch written")
+    finally:
+        await journal.close()

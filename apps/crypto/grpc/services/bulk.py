@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
@@ -53,6 +54,12 @@ def _converter(field: Any, connection: BaseDatabaseWrapper) -> Callable[[Any], A
     if kind in PLAIN:
         plain, null = PLAIN[kind], field.null
         return lambda value: value if type(value) is plain or (value is None and null) else generic(value)
+    if kind == "DateTimeField" and connection.vendor == "sqlite" and settings.USE_TZ:
+        # SQLite's adapt_datetimefield_value of an aware datetime, without its per-value settings look-up
+        # (a LazyObject attribute access): the value in the connection's time zone, naive, as text.
+        tz = connection.timezone
+        return lambda value: (str(value.astimezone(tz).replace(tzinfo=None))
+                              if type(value) is datetime and value.utcoffset() is not None else generic(value))
     if kind == "DateTimeField":
         adapt_datetime = connection.ops.adapt_datetimefield_value
         return lambda value: (adapt_datetime(value) if type(value) is datetime and value.utcoffset() is not None
@@ -63,11 +70,21 @@ def _converter(field: Any, connection: BaseDatabaseWrapper) -> Callable[[Any], A
     return generic
 
 
+def _column(field: Any, connection: BaseDatabaseWrapper, values: tuple[Any, ...]) -> Sequence[Any]:
+    """One column's parameters. A column of plain values only (checked in C, by type) is kept as it is
+    instead of being converted value by value: what the converter would return for each of them."""
+    plain = PLAIN.get(field.get_internal_type())
+    if plain is not None and set(map(type, values)) <= ({plain, type(None)} if field.null else {plain}):
+        return values
+    return list(map(_converter(field, connection), values))
+
+
 def _execute_many(sql: str, fields: Sequence[Any], rows: Iterable[Sequence[Any]]) -> None:
+    """Converted column by column, then executed for every row."""
     connection = _connection()
-    convert = [_converter(f, connection) for f in fields]
-    params = [[c(v) for c, v in zip(convert, row)] for row in rows]
-    if params:
+    table = list(rows)
+    if table:
+        params = list(zip(*(_column(f, connection, values) for f, values in zip(fields, zip(*table)))))
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
 
