@@ -13,9 +13,9 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from apps.crypto.grpc.generated import common_pb2, crypto_streaming_pb2 as pb
-from apps.crypto.publishing import protojson
+from apps.crypto import protojson
 from apps.crypto.publishing.envelope import Kind, build_envelope, channels_for
-from apps.crypto.publishing.protojson import TIMESTAMP_MAX, TIMESTAMP_MIN, message_to_dict, timestamp_json
+from apps.crypto.protojson import TIMESTAMP_MAX, TIMESTAMP_MIN, message_to_dict, timestamp_json
 from apps.crypto.publishing.wire import batch_payload, broadcast_command
 
 STAMP = (1_700_000_000, 123_456_789)

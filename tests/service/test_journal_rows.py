@@ -20,7 +20,8 @@ from apps.crypto.grpc.generated import common_pb2
 from apps.crypto.grpc.generated import crypto_streaming_pb2 as pb2
 from apps.crypto.grpc.services import bulk, records
 from apps.crypto.grpc.services.bus.outcomes import Delivery
-from apps.crypto.grpc.services.records import CommandJournal, command_dict
+from apps.crypto.grpc.services.records import CommandJournal
+from apps.crypto.protojson import message_to_dict
 from apps.crypto.models import CommandRecord
 from tests.service.journal_reference import ReferenceJournal
 
@@ -151,11 +152,12 @@ async def test_the_journal_writes_the_rows_the_reference_writer_wrote(monkeypatc
     assert {row["outcome"] for row in written.values()} == {"acked", "delivered", "failed", "late", "timed_out"}
 
 
-def test_command_dict_is_message_to_dict():
+def test_journal_payload_is_message_to_dict():
+    """The payload column is protojson's conversion (shared with Centrifugo's envelopes), MessageToDict's dict."""
     for command in commands(uuid.uuid4().hex):
-        assert command_dict(command) == MessageToDict(command, preserving_proto_field_name=True)
+        assert message_to_dict(command) == MessageToDict(command, preserving_proto_field_name=True)
     status = ack("c1", current_status=common_pb2.ClientStatus.Value(common_pb2.ClientStatus.keys()[-1]))
-    assert command_dict(status) == MessageToDict(status, preserving_proto_field_name=True)  # an enum: its fallback
+    assert message_to_dict(status) == MessageToDict(status, preserving_proto_field_name=True)
 
 
 @pytest.mark.django_db(transaction=True)

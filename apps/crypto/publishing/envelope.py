@@ -16,7 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from apps.crypto.limits import ID_MAX as MAX_CLIENT_ID_IN_CHANNEL
 
-from .protojson import message_to_dict, timestamp_json
+from apps.crypto.protojson import message_to_dict, timestamp_json
 
 ENVELOPE_FIELDS = ("type", "client_id", "message_id", "timestamp", "replica", "seq", "payload")
 EMPTY_PAYLOAD_TYPE = "empty"

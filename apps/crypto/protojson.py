@@ -7,7 +7,8 @@ also what the printer walks, so keys come out in the same order. Field types the
 not cover (float, double, bytes, maps, closed enums, enums that may carry JSON name options) make
 that message type use MessageToDict itself; well-known types other than Timestamp are converted
 by MessageToDict per field. Any error falls back to MessageToDict, so it raises exactly as before.
-tests/publishing/test_protojson.py compares both on every message the service publishes.
+tests/publishing/test_protojson.py compares both on every message the service publishes. One converter
+for the whole app: Centrifugo's envelopes and the command journal's payload column both use it.
 """
 
 from __future__ import annotations
