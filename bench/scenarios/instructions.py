@@ -1,7 +1,9 @@
 """instructions: ExecuteCommandSync cost in CPU instructions (callgrind Ir) per command, product vs bare relay.
 
 Why: this machine's speed drifts 2-3x and CPU-time ratios move +-20 % run to run, so a change worth 1-5 %
-is invisible in `latency`. Instructions executed do not depend on what else the machine is doing.
+is invisible in `latency`. The instructions a process executes hardly depend on what else the machine does
+(what remains: work driven by the clock, e.g. the journal's 50 ms flush, shared by however many commands
+came in meanwhile; see docs/benchmarks.md for the run-to-run spread).
 
 Set-up as in `latency` (every feature on, a key per bot, the fake Centrifugo; `--env` applies), but with
 2 replicas and 2 bare relays, each process under `valgrind --tool=callgrind` with instrumentation off
@@ -9,8 +11,8 @@ Set-up as in `latency` (every feature on, a key per bot, the fake Centrifugo; `-
 and side: instrumentation on in that side's two processes (`callgrind_control -i on`), --ir-commands
 commands closed-loop (bots taken in turn), instrumentation off, dump, Ir summed over the side's
 processes and divided by the acked commands. An idle window per side (instrumentation on, no commands,
-as long as that side's average window, at least 10 s) gives the background Ir per second (lease beats, metrics, ...);
-the corrected figures subtract idle Ir/s x the window's wall time.
+as long as that side's average window, at least 10 s) gives the background Ir per second (lease beats,
+timers, heartbeats); the corrected (`_net`) figures subtract idle Ir/s x the window's wall time.
 """
 
 from __future__ import annotations
