@@ -57,11 +57,13 @@ class Side:
 
 def valgrind(out_dir: Path) -> tuple[str, ...]:
     """Instrumentation off at start (--instr-atstart=no; --collect-atstart=no would leave collection off,
-    which callgrind_control cannot switch on): start-up runs at valgrind's plain speed."""
+    which callgrind_control cannot switch on): start-up runs at valgrind's plain speed. A fixed hash seed:
+    str hashes, so dict and set layouts, are the same every run."""
     binary = shutil.which("valgrind")
     if binary is None or shutil.which("callgrind_control") is None:
         raise RuntimeError("valgrind (with callgrind_control) is not installed")
-    return (binary, "-q", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.%p")
+    return ("env", "PYTHONHASHSEED=0", binary, "-q", "--tool=callgrind", "--instr-atstart=no",
+            f"--callgrind-out-file={out_dir}/callgrind.%p")
 
 
 async def callgrind_control(flag: str, pids: list[int]) -> None:
