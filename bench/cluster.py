@@ -45,6 +45,8 @@ class Cluster:
     redis_url: str = ""  # an external Redis (or redis+cluster:// seeds) instead of a local redis-server
     redis: RedisProcess | None = None
     replicas: list[Replica] = field(default_factory=list)
+    wrapper: tuple[str, ...] = ()  # prefix of every replica's command line (the instructions scenario: valgrind)
+    ready_timeout: float = 90.0  # seconds a new replica gets to report SERVING
     _serial: int = 0
 
     async def start(self) -> Cluster:
@@ -78,14 +80,14 @@ class Cluster:
         """Start a replica process (not yet ready: await replica.wait_ready())."""
         self._serial += 1
         name = f"r{self._serial}"
-        replica = Replica(name, self.env(**extra_env), self.workdir / f"{name}.log")
+        replica = Replica(name, self.env(**extra_env), self.workdir / f"{name}.log", wrapper=self.wrapper)
         self.replicas.append(replica.start())
         return replica
 
     async def add_replicas(self, count: int, **extra_env: str) -> list[Replica]:
         started = [self.new_replica(**extra_env) for _ in range(count)]
         for replica in started:
-            await replica.wait_ready()
+            await replica.wait_ready(self.ready_timeout)
         return started
 
     @property

@@ -39,6 +39,8 @@ class Options:
     upkeep_window: float = 60.0  # upkeep: measured steady window, seconds
     upkeep_settle: float = 35.0  # upkeep: pause after the last bot connected, before the window
     fleet_bots: int = 15_000  # bots per load generator process (more bots: more processes)
+    ir_commands: int = 300  # instructions: commands per measured window
+    ir_bots: int = 10  # instructions: connected bots per side
 
 
 @dataclass
@@ -73,10 +75,12 @@ class Context:
 
 
 @contextlib.asynccontextmanager
-async def cluster(ctx: Context, name: str, replicas: int, redis_url: str = "", **env: str) -> AsyncIterator[Cluster]:
-    """redis-server (unless redis_url names one) + migrated database + `replicas` ready replica processes;
-    all stopped on exit (an external Redis is left running)."""
-    started = Cluster(ctx.scratch(name), ctx.options.database_url, dict(ctx.options.replica_env), redis_url)
+async def cluster(ctx: Context, name: str, replicas: int, redis_url: str = "", *, wrapper: tuple[str, ...] = (),
+                  ready_timeout: float = 90.0, **env: str) -> AsyncIterator[Cluster]:
+    """redis-server (unless redis_url names one) + migrated database + `replicas` ready replica processes
+    (their command lines prefixed by `wrapper`); all stopped on exit (an external Redis is left running)."""
+    started = Cluster(ctx.scratch(name), ctx.options.database_url, dict(ctx.options.replica_env), redis_url,
+                      wrapper=wrapper, ready_timeout=ready_timeout)
     try:
         ctx.log(f"{name}: {'starting redis-server and ' if not redis_url else ''}migrating the database")
         await started.start()

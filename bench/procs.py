@@ -141,6 +141,7 @@ class Replica:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    wrapper: tuple[str, ...] = ()  # a command line prefix, e.g. valgrind (the pid stays the replica's)
 
     @property
     def target(self) -> str:
@@ -157,7 +158,7 @@ class Replica:
 
     def start(self) -> Replica:
         env = {**self.env, "REPLICA_ID": self.name, "GRPC_PORT": str(self.port)}
-        args = [sys.executable, "-W", "ignore", "manage.py", "rungrpc", "--host", HOST]
+        args = [*self.wrapper, sys.executable, "-W", "ignore", "manage.py", "rungrpc", "--host", HOST]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(guarded(args), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)

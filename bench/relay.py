@@ -221,8 +221,10 @@ async def serve(name: str, port: int, redis_url: str, peers: list[str]) -> None:
 class RelayProcess:
     """One bare relay started by the harness (stopped with stop())."""
 
-    def __init__(self, name: str, port: int, redis_url: str, peers: list[str]) -> None:
+    def __init__(self, name: str, port: int, redis_url: str, peers: list[str], wrapper: tuple[str, ...] = (),
+                 ready_timeout: float = 30.0) -> None:
         self.name, self.port, self.redis_url, self.peers = name, port, redis_url, peers
+        self.wrapper, self.ready_timeout = wrapper, ready_timeout  # command line prefix (valgrind), start-up wait
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -237,10 +239,10 @@ class RelayProcess:
     async def start(self) -> RelayProcess:
         root = Path(__file__).resolve().parent.parent
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.relay", self.name, str(self.port), self.redis_url, ",".join(self.peers),
-            cwd=root, stdout=asyncio.subprocess.PIPE)
+            *self.wrapper, sys.executable, "-m", "bench.relay", self.name, str(self.port), self.redis_url,
+            ",".join(self.peers), cwd=root, stdout=asyncio.subprocess.PIPE)
         assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 30)
+        line = await asyncio.wait_for(self.process.stdout.readline(), self.ready_timeout)
         if line.strip() != b"ready":
             raise RuntimeError(f"relay {self.name} did not start: {line!r}")
         return self
@@ -252,12 +254,14 @@ class RelayProcess:
 
 
 @contextlib.asynccontextmanager
-async def relays(redis_url: str, count: int) -> AsyncIterator[list[RelayProcess]]:
-    """`count` bare relays on free ports, each knowing the others, on the given Redis."""
+async def relays(redis_url: str, count: int, wrapper: tuple[str, ...] = (),
+                 ready_timeout: float = 30.0) -> AsyncIterator[list[RelayProcess]]:
+    """`count` bare relays on free ports, each knowing the others, on the given Redis (command lines
+    prefixed by `wrapper`)."""
     from .procs import free_port
 
     names = [f"relay-{i + 1}" for i in range(count)]
-    group = [RelayProcess(name, free_port(), redis_url, names) for name in names]
+    group = [RelayProcess(name, free_port(), redis_url, names, wrapper, ready_timeout) for name in names]
     try:
         await asyncio.gather(*(r.start() for r in group))
         yield group

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [latency ingest memory failover rollout] [--replicas 3] [--clients 1000] ...
     .venv/bin/python bench/run.py upkeep --clients 3000,30000     # Redis cost of idle streams (run by name)
+    .venv/bin/python bench/run.py instructions [--ir-commands 300]  # callgrind Ir per command, product vs relay
 
 Everything runs on 127.0.0.1 and stops by itself (each scenario has a time budget; every child
 process dies with the harness). See docs/benchmarks.md.
@@ -32,8 +33,8 @@ from bench.plot import latency_png  # noqa: E402
 from bench.report import write_json  # noqa: E402
 from config.env import split_list  # noqa: E402
 
-SCENARIOS = ("latency", "ingest", "memory", "failover", "rollout", "upkeep", "broadcast")
-DEFAULT_SCENARIOS = SCENARIOS[:5]  # upkeep (minutes of idle streams) and broadcast run when named
+SCENARIOS = ("latency", "ingest", "memory", "failover", "rollout", "upkeep", "broadcast", "instructions")
+DEFAULT_SCENARIOS = SCENARIOS[:5]  # upkeep (minutes of idle streams), broadcast and instructions run when named
 
 
 def int_list(raw: str) -> tuple[int, ...]:
@@ -81,6 +82,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="upkeep: pause after the last bot connected, before the window (bots' first heartbeat "
                         "comes 15-30 s after connecting)")
     p.add_argument("--fleet-bots", type=int, default=15_000, help="upkeep: bots per load generator process")
+    p.add_argument("--ir-commands", type=int, default=300,
+                   help="instructions: commands per measured window (each mode, concurrency and side)")
+    p.add_argument("--ir-bots", type=int, default=10, help="instructions: connected bots per side")
     p.add_argument("--env", type=env_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for every replica (repeatable)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (replica logs, database)")
@@ -100,7 +104,8 @@ def options(args: argparse.Namespace) -> Options:
                    load_concurrency=args.load_concurrency, profile=args.profile or args.profile_native, profile_native=args.profile_native,
                    replica_env=tuple(args.env), redis_url=args.redis_url,
                    client_steps=args.clients or (3000,), upkeep_window=args.upkeep_window,
-                   upkeep_settle=args.upkeep_settle, fleet_bots=args.fleet_bots)
+                   upkeep_settle=args.upkeep_settle, fleet_bots=args.fleet_bots,
+                   ir_commands=args.ir_commands, ir_bots=args.ir_bots)
 
 
 async def run_one(name: str, ctx: Context, budget: float, plot: str) -> dict[str, Any]:
