@@ -66,6 +66,25 @@ def server_options(config: CryptoStreamingConfig) -> list[tuple[str, int]]:
     return options
 
 
+class GenericOnly:
+    """The server as handler registration sees it: methods are served through their generic handlers only.
+
+    Why: for every registered method (add_registered_method_handlers) grpc.aio keeps a request task
+    pending and, for each incoming RPC, waits on all of them at once (asyncio.wait, FIRST_COMPLETED): with
+    this service's 4 methods and health's 3 that was 8 tasks' callbacks added and removed per call.
+    Registration code (gRPC's generated add_*_to_server, proto.wire.add_service) always adds the generic
+    handler too, so every method stays served; a generic handler is found by one dict lookup per service."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        """Dropped: the generic handler of the same methods, registered alongside, serves them."""
+
+
 def discover_handlers() -> Iterator[Any]:
     """grpc_handlers() of every installed app that has one (the guide's discovery hook)."""
     for app in apps.get_app_configs():
@@ -83,12 +102,13 @@ async def start_replica(host: str, port: int, config: CryptoStreamingConfig, ref
     runtime = build_runtime(config, **parts)
     crypto_app().servicer = CryptoStreamingService(runtime)  # what handlers.grpc_handlers() registers
     server = grpc.aio.server(options=server_options(config), interceptors=[RpcMetrics()])
+    registry = GenericOnly(server)
     for register in discover_handlers():
-        register(server)
-    health_pb2_grpc.add_HealthServicer_to_server(runtime.health, server)
+        register(registry)
+    health_pb2_grpc.add_HealthServicer_to_server(runtime.health, registry)
     if reflect:
         names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server)
+        reflection.enable_server_reflection(names, registry)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise RuntimeError(f"cannot bind {host}:{port}")

@@ -90,7 +90,7 @@ def add_service(servicer: Any, server: Any, service: ServiceDescriptor = SERVICE
     """Register `servicer` for `service` on `server` (what the generated add_..._to_server does)."""
     handlers = method_handlers(servicer, service)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    server.add_registered_method_handlers(service.full_name, handlers)  # a replica's server drops it: serving.py
 
 
 __all__ = ["Malformed", "SERVICE", "add_service", "method_handlers", "safe_deserializer"]
