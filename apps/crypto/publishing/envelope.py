@@ -11,11 +11,9 @@ import enum
 import re
 from typing import Any
 
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from apps.crypto.limits import ID_MAX as MAX_CLIENT_ID_IN_CHANNEL
-
 from apps.crypto.protojson import message_to_dict, timestamp_json
 
 ENVELOPE_FIELDS = ("type", "client_id", "message_id", "timestamp", "replica", "seq", "payload")
@@ -36,16 +34,6 @@ def envelope_type(kind: Kind, message: Any) -> str:
     if kind is Kind.CLIENT_MESSAGE:
         return message.WhichOneof("payload") or EMPTY_PAYLOAD_TYPE
     return kind.value
-
-
-def payload_dict(message: Message | None) -> dict[str, Any]:
-    """Proto field names, enums by name, int64 and decimals as strings, unset fields left out.
-
-    Exactly `MessageToDict(message, preserving_proto_field_name=True)`, computed by protojson (cheaper).
-    """
-    if message is None:
-        return {}
-    return message_to_dict(message)
 
 
 def iso_timestamp(ts: Timestamp | None, fallback_unix: float) -> str:

@@ -130,14 +130,13 @@ class CentrifugoPublisher:
             logger.warning("centrifugo.publish_invalid kind=%s client_id=%s", kind.value, client_id, exc_info=True)
             self._drop(1, "invalid_message")
             return
-        if self._loop_thread == threading.get_ident() or self._loop is None:
-            self._put(item)
-        else:
-            self._hand_over(item)
+        self._hand_over(item)
 
     def _hand_over(self, item: _Pending) -> None:
         loop = self._loop
-        assert loop is not None
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._put(item)
+            return
         try:
             loop.call_soon_threadsafe(self._put, item)  # the queue belongs to the loop thread
         except RuntimeError:  # that loop is closed: the replica is shutting down
@@ -296,12 +295,8 @@ class CentrifugoPublisher:
     def _settle(self, batch: list[_Pending], codes: Sequence[list[int | None]]) -> list[_Pending]:
         """Per-publication verdicts from the batch reply."""
         verdicts: dict[Outcome, list[_Pending]] = {Outcome.DELIVERED: [], Outcome.REJECT: [], Outcome.RETRY: []}
-        delivered = verdicts[Outcome.DELIVERED]
         for item, item_codes in zip(batch, codes, strict=True):
-            if item_codes.count(None) == len(item_codes):  # the usual case, without classifying
-                delivered.append(item)
-            else:
-                verdicts[classify_channel_codes(item_codes)].append(item)
+            verdicts[classify_channel_codes(item_codes)].append(item)
         self._publish_ok(verdicts[Outcome.DELIVERED])
         rejected_codes = [c for item_codes in codes for c in item_codes if c is not None]
         self._fail(verdicts[Outcome.REJECT], "rejected", codes=rejected_codes)
