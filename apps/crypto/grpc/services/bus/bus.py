@@ -141,6 +141,8 @@ class CommandBus:
             if not delivery.delivered:
                 return Answer(failure_ack(command.command_id, delivery.error), delivery)
             try:
+                if pending.ack.done():  # routed: the owner's ack was what confirmed delivery; no timer needed
+                    return Answer(pending.ack.result(), delivery, from_stream=True)
                 ack = await asyncio.wait_for(pending.ack, max(0.0, deadline - time.monotonic()))
                 return Answer(ack, delivery, from_stream=True)
             except TimeoutError:
