@@ -201,14 +201,10 @@ def _instrument(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHa
     kind = _KINDS[(bool(handler.request_streaming), bool(handler.response_streaming))]
     started = GRPC_STARTED.labels(service, name, kind)
     seconds = GRPC_SECONDS.labels(service, name, kind)
-    handled: dict[grpc.StatusCode, Any] = {}
 
     def finish(began: float, code: grpc.StatusCode) -> None:
         seconds.observe(time.perf_counter() - began)
-        child = handled.get(code)
-        if child is None:
-            child = handled[code] = GRPC_HANDLED.labels(service, name, kind, code.name)
-        child.inc()
+        child(GRPC_HANDLED, service, name, kind, code.name).inc()
 
     def ended(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
         if isinstance(exc, asyncio.CancelledError):
